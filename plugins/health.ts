@@ -1,0 +1,20 @@
+// Probes on the public listener: /healthz says the process is alive; /readyz
+// says a config is loaded and lists each dependency's state. Both stay 200
+// while the gateway can serve, degraded or not.
+
+import fp from 'fastify-plugin'
+
+export interface HealthOptions {
+  routes: number
+  /** Each dependency's state, read per call (e.g. redis: up | down | not configured). */
+  dependencies: () => Record<string, string>
+}
+
+export default fp<HealthOptions>(async function health (app, opts) {
+  app.get('/healthz', { config: { routeId: 'healthz' } }, async () => ({ status: 'ok' }))
+  app.get('/readyz', { config: { routeId: 'readyz' } }, async () => ({
+    status: 'ready',
+    routes: opts.routes,
+    ...opts.dependencies(),
+  }))
+}, { name: 'portico-health' })

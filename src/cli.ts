@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+// portico start | check | routes — every command finds its config the same
+// way: --config FILE, else $PORTICO_CONFIG, else config/gateway.yaml.
+
+import { parseArgs } from 'node:util'
+import { loadConfig } from './config/validate.js'
+import { ConfigError, formatProblem, displayFile } from './config/problems.js'
+import { describeTarget } from './compile/route-plan.js'
+import type { GatewayConfig } from './config/types.js'
+
+const HELP: Record<string, string> = {
+  main: `Usage: portico <command> [options]
+
+Commands:
+  start    run the gateway
+  check    validate the configuration and exit
+  routes   print the route table
+
+Run "portico <command> --help" for a command's options.`,
+  start: `Usage: portico start [--config FILE] [--demo]
+
+Runs the gateway. Prints one line with the listening addresses when ready.
+  --config FILE  gateway config (default: $PORTICO_CONFIG or config/gateway.yaml)
+  --demo         also start the demo upstream services (users, orders, catalog)
+Exit codes: 0 after a clean shutdown (SIGTERM), 1 on a config error or failed start.`,
+  check: `Usage: portico check [--config FILE]
+
+Validates everything the gateway would load. Prints a one-line summary and
+exits 0, or prints one line per problem (FILE:LINE: field: what is wrong) and
+exits 1.`,
+  routes: `Usage: portico routes [--config FILE]
+
+Prints the route table: method, path, policy, target, id. Exit 1 on a config error.`,
+}
+
+const OPTIONS = {
+  config: { type: 'string' },
+  demo: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+export async function main (argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    console.log(HELP.main)
+    return command === undefined ? 2 : 0
+  }
+  if (!(command in HELP) || command === 'main') {
+    console.error(`portico: unknown command "${command}"\n\n${HELP.main}`)
+    return 2
+  }
+  let values: { config?: string, demo?: boolean, help?: boolean }
+  try {
+    ({ values } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: false }))
+  } catch (err) {
+    console.error(`portico ${command}: ${(err as Error).message}\n\n${HELP[command]}`)
+    return 2
+  }
+  if (values.help === true) { console.log(HELP[command]); return 0 }
+  if (values.demo === true && command !== 'start') {
+    console.error(`portico ${command}: --demo is only for start`)
+    return 2
+  }
+  const configFile = values.config ?? process.env.PORTICO_CONFIG ?? 'config/gateway.yaml'
+  switch (command) {
+    case 'check': return check(configFile)
+    case 'routes': return routes(configFile)
+    default: return await start(configFile, values.demo === true)
+  }
+}
+
+function load (configFile: string): { config: GatewayConfig, lines: string[] } | number {
+  try {
+    const { config, warnings } = loadConfig(configFile)
+    return { config, lines: warnings.map(formatProblem) }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) console.log(formatProblem(p))
+      return 1
+    }
+    throw err
+  }
+}
+
+function check (configFile: string): number {
+  const loaded = load(configFile)
+  if (typeof loaded === 'number') return loaded
+  const { config, lines } = loaded
+  for (const line of lines) console.log(line)
+  console.log(`${displayFile(config.file)}: OK — ${config.routes.length} routes, ${config.services.size} services, ${config.policies.size} policies` +
+    (lines.length > 0 ? `, ${lines.length} warnings` : ''))
+  return 0
+}
+
+function routes (configFile: string): number {
+  const loaded = load(configFile)
+  if (typeof loaded === 'number') return loaded
+  const rows = [['METHOD', 'PATH', 'POLICY', 'TARGET', 'ID']]
+  for (const r of loaded.config.routes) rows.push([r.methods.join(','), r.path, r.policy, describeTarget(r), r.id])
+  const widths = rows[0].map((_, i) => Math.max(...rows.map(row => row[i].length)))
+  for (const row of rows) console.log(row.map((cell, i) => i === row.length - 1 ? cell : cell.padEnd(widths[i])).join('  '))
+  return 0
+}
+
+async function start (configFile: string, demo: boolean): Promise<number> {
+  const { startGateway, handleSignals, readyLine } = await import('./server.js')
+  try {
+    const gw = await startGateway({ configFile, demo })
+    handleSignals(gw)
+    console.log(readyLine(gw))
+    return -1 // keep running
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) console.error(formatProblem(p))
+      return 1
+    }
+    const e = err as NodeJS.ErrnoException
+    console.error(`portico start: ${e.code === 'EADDRINUSE' ? `address in use (${e.message})` : e.message}`)
+    return 1
+  }
+}
+
+main(process.argv.slice(2)).then(code => {
+  if (code >= 0) process.exitCode = code
+}, (err: unknown) => {
+  console.error(`portico: ${(err as Error).message}`)
+  process.exitCode = 1
+})

@@ -1,0 +1,285 @@
+// Turns the loaded YAML into a GatewayConfig: schema check (ajv), then the
+// cross-references a schema cannot express, then normalization. Every problem
+// is collected and reported at once, each as FILE:LINE: field: message.
+
+import Ajv, { type ErrorObject } from 'ajv'
+import FindMyWay from 'find-my-way'
+import { configSchema } from './schema.js'
+import { loadConfigSource, type SourceMap } from './load.js'
+import { ConfigError, type ConfigProblem, type FieldPath } from './problems.js'
+import { parseDuration, parseSize, DURATION_HINT, SIZE_HINT } from './units.js'
+import { DEFAULTS, type GatewayConfig, type HttpMethod, type PolicyConfig, type RouteConfig, type ServiceConfig, type ServerConfig } from './types.js'
+import { parseTemplate, TemplateError } from '../compile/template.js'
+
+/** Paths the gateway serves itself; a route may not take them. */
+export const RESERVED_PATHS = ['/healthz', '/readyz']
+
+const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true })
+ajv.addKeyword({ keyword: 'duration', schemaType: 'boolean', validate: (_: boolean, data: unknown) => parseDuration(data) !== undefined })
+ajv.addKeyword({ keyword: 'size', schemaType: 'boolean', validate: (_: boolean, data: unknown) => parseSize(data) !== undefined })
+const validateSchema = ajv.compile(configSchema)
+
+export interface LoadResult {
+  config: GatewayConfig
+  warnings: ConfigProblem[]
+}
+
+/** Loads and validates a config file; throws ConfigError listing every problem. */
+export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
+  const { raw, map, problems, file: main } = loadConfigSource(file, env)
+  if (problems.length > 0) throw new ConfigError(problems)
+  if (!validateSchema(raw)) {
+    throw new ConfigError(schemaProblems(validateSchema.errors ?? [], raw, map))
+  }
+  const checked = crossCheck(raw as unknown as RawConfig, map)
+  const errors = checked.filter(p => p.warning !== true)
+  if (errors.length > 0) throw new ConfigError(checked)
+  return { config: normalize(raw as unknown as RawConfig, map, main, env), warnings: checked }
+}
+
+// ---- the validated shape, before normalization -----------------------------
+
+interface RawRoute {
+  id: string
+  description?: string
+  method?: HttpMethod | HttpMethod[]
+  path: string
+  policy: string
+  proxy?: { service: string, path?: string }
+}
+
+interface RawConfig {
+  server?: Partial<Record<keyof ServerConfig, unknown>>
+  policies?: Record<string, { auth: 'none' }>
+  services: Record<string, { urls: string[], timeout?: string | number }>
+  routes: RawRoute[]
+}
+
+// ---- schema errors → problems -------------------------------------------------
+
+function schemaProblems (errors: ErrorObject[], raw: unknown, map: SourceMap): ConfigProblem[] {
+  // anyOf failures also report every branch's error at the same place; the
+  // anyOf message alone says it better.
+  const anyOfAt = new Set(errors.filter(e => e.keyword === 'anyOf').map(e => e.instancePath))
+  const seen = new Set<string>()
+  const out: ConfigProblem[] = []
+  for (const e of errors) {
+    if (e.keyword !== 'anyOf' && anyOfAt.has(e.instancePath)) continue
+    if (e.keyword === 'propertyNames') continue // reported by the name's own pattern error
+    const path = pointerToPath(e.instancePath, raw)
+    let message = e.message ?? 'is invalid'
+    switch (e.keyword) {
+      case 'additionalProperties': {
+        const key = (e.params as { additionalProperty: string }).additionalProperty
+        path.push(key)
+        const known = Object.keys((e.parentSchema as { properties?: object }).properties ?? {})
+        const near = closest(key, known)
+        message = `unknown key${near !== undefined ? ` (did you mean "${near}"?)` : ''}`
+        break
+      }
+      case 'required':
+        path.push((e.params as { missingProperty: string }).missingProperty)
+        message = 'is required'
+        break
+      case 'enum':
+        message = `must be one of: ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`
+        break
+      case 'duration': message = DURATION_HINT; break
+      case 'size': message = SIZE_HINT; break
+      case 'pattern': {
+        const name = (e.params as { pattern: string }).pattern
+        const propertyName = (e as ErrorObject & { propertyName?: string }).propertyName
+        if (propertyName !== undefined) path.push(propertyName)
+        message = PATTERN_MESSAGES[name] ?? `must match ${name}`
+        break
+      }
+      case 'anyOf': message = anyOfMessage(e); break
+    }
+    const loc = map.locate(path)
+    const key = `${loc.file}:${loc.line}:${loc.path}:${message}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    out.push({ ...loc, message })
+  }
+  return out
+}
+
+const PATTERN_MESSAGES: Record<string, string> = {
+  '^[A-Za-z0-9][A-Za-z0-9._-]*$': 'must start with a letter or digit and hold only letters, digits, ".", "_" and "-"',
+  '^/': 'must start with "/"',
+  '^https?://': 'must be an http:// or https:// URL',
+}
+
+function anyOfMessage (e: ErrorObject): string {
+  const path = e.schemaPath
+  if (path.includes('/method/')) return 'must be an HTTP method (GET, POST, …) or a list of them'
+  if (path.includes('/trustProxy/')) return 'must be true, false, a number of hops, or addresses'
+  return 'has the wrong type'
+}
+
+/** JSON pointer → field path, with array indices as numbers. */
+function pointerToPath (pointer: string, raw: unknown): Array<string | number> {
+  const out: Array<string | number> = []
+  let node: unknown = raw
+  for (const token of pointer.split('/').slice(1)) {
+    const key = token.replace(/~1/g, '/').replace(/~0/g, '~')
+    const part = Array.isArray(node) ? Number(key) : key
+    out.push(part)
+    node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined
+  }
+  return out
+}
+
+/** The known key a typo most likely meant, if one is close. */
+function closest (word: string, candidates: string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase())
+    if (d < bestDistance) { best = c; bestDistance = d }
+  }
+  return best
+}
+
+function editDistance (a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
+      prev = tmp
+    }
+  }
+  return row[b.length]
+}
+
+// ---- cross-references -------------------------------------------------------------
+
+function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
+  const problems: ConfigProblem[] = []
+  const at = (path: FieldPath, message: string, warning = false): void => {
+    problems.push({ ...map.locate(path), message, ...(warning ? { warning } : {}) })
+  }
+  const policies = raw.policies ?? {}
+
+  for (const [name, svc] of Object.entries(raw.services)) {
+    svc.urls.forEach((url, i) => {
+      let parsed: URL
+      try { parsed = new URL(url) } catch { at(['services', name, 'urls', i], 'is not a valid URL'); return }
+      if (parsed.search !== '' || parsed.hash !== '') at(['services', name, 'urls', i], 'may not have a query or fragment')
+      if (parsed.username !== '' || parsed.password !== '') at(['services', name, 'urls', i], 'may not carry credentials; use headers instead')
+    })
+  }
+
+  const ids = new Map<string, FieldPath>()
+  const router = FindMyWay()
+  raw.routes.forEach((route, i) => {
+    const here = (...rest: Array<string | number>): FieldPath => ['routes', i, ...rest]
+    const first = ids.get(route.id)
+    if (first !== undefined) {
+      const loc = map.locate(first)
+      at(here('id'), `duplicate route id "${route.id}" (first defined at ${loc.file}:${loc.line})`)
+    } else ids.set(route.id, here('id'))
+
+    if (!(route.policy in policies)) at(here('policy'), `unknown policy "${route.policy}"${knownList(Object.keys(policies))}`)
+    if (RESERVED_PATHS.includes(route.path)) at(here('path'), `${route.path} is served by the gateway itself`)
+
+    const methods = methodsOf(route)
+    for (const method of methods) {
+      try {
+        router.on(method, route.path, () => {})
+      } catch (err) {
+        const text = (err as Error).message
+        at(here('path'), /already declared/.test(text)
+          ? `${method} ${route.path} is already taken by another route (routes with the same method and path shape conflict)`
+          : `is not a valid route path: ${text}`)
+        break
+      }
+    }
+
+    if (route.proxy === undefined) {
+      at(here(), 'needs a target: proxy')
+      return
+    }
+    if (!(route.proxy.service in raw.services)) {
+      at(here('proxy', 'service'), `unknown service "${route.proxy.service}"${knownList(Object.keys(raw.services))}`)
+    }
+    if (route.proxy.path !== undefined) checkPathTemplate(route.proxy.path, route.path, here('proxy', 'path'), at)
+  })
+  return problems
+}
+
+function checkPathTemplate (template: string, routePath: string, path: FieldPath, at: (p: FieldPath, m: string) => void): void {
+  let parsed
+  try {
+    parsed = parseTemplate(template)
+  } catch (err) {
+    if (err instanceof TemplateError) { at(path, err.message); return }
+    throw err
+  }
+  if (/(^|\/)\.{1,2}(\/|$)/.test(parsed.literals.join('x'))) at(path, 'may not contain "." or ".." segments')
+  const params = routeParams(routePath)
+  for (const p of parsed.placeholders) {
+    if (p.source === 'params' && !params.has(p.key)) {
+      at(path, p.key === '*'
+        ? '{params.*} needs a route path ending in "*"'
+        : `{params.${p.key}} is not a parameter of the route path ${routePath}`)
+    }
+  }
+}
+
+/** Names of the `:param`s (and `*`) in a Fastify route path. */
+function routeParams (path: string): Set<string> {
+  const names = new Set<string>()
+  for (const m of path.matchAll(/:([A-Za-z0-9_]+)/g)) names.add(m[1])
+  if (path.endsWith('*')) names.add('*')
+  return names
+}
+
+function knownList (names: string[]): string {
+  return names.length === 0 ? ' (none are defined)' : ` (known: ${names.join(', ')})`
+}
+
+function methodsOf (route: RawRoute): HttpMethod[] {
+  const m = route.method ?? 'GET'
+  return Array.isArray(m) ? [...new Set(m)] : [m]
+}
+
+// ---- normalization -------------------------------------------------------------------
+
+function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.ProcessEnv): GatewayConfig {
+  const s = raw.server ?? {}
+  const d = DEFAULTS.server
+  const port = env.PORT !== undefined && /^\d+$/.test(env.PORT) ? Number(env.PORT) : (s.port as number | undefined) ?? d.port
+  const server: ServerConfig = {
+    host: (s.host as string | undefined) ?? d.host,
+    port,
+    bodyLimit: parseSize(s.bodyLimit) ?? d.bodyLimit,
+    trustProxy: (s.trustProxy as ServerConfig['trustProxy'] | undefined) ?? d.trustProxy,
+    shutdownTimeout: parseDuration(s.shutdownTimeout) ?? d.shutdownTimeout,
+    requestTimeout: parseDuration(s.requestTimeout) ?? d.requestTimeout,
+    headersTimeout: parseDuration(s.headersTimeout) ?? d.headersTimeout,
+    keepAliveTimeout: parseDuration(s.keepAliveTimeout) ?? d.keepAliveTimeout,
+  }
+  const policies = new Map<string, PolicyConfig>()
+  for (const [name, p] of Object.entries(raw.policies ?? {})) policies.set(name, { name, auth: p.auth })
+  const services = new Map<string, ServiceConfig>()
+  for (const [name, svc] of Object.entries(raw.services)) {
+    services.set(name, { name, urls: svc.urls, timeout: parseDuration(svc.timeout) ?? DEFAULTS.service.timeout })
+  }
+  const routes: RouteConfig[] = raw.routes.map((r, i) => {
+    const loc = map.locate(['routes', i])
+    return {
+      id: r.id,
+      ...(r.description !== undefined ? { description: r.description } : {}),
+      methods: methodsOf(r),
+      path: r.path,
+      policy: r.policy,
+      ...(r.proxy !== undefined ? { proxy: { ...r.proxy } } : {}),
+      source: { file: loc.file, line: loc.line },
+    }
+  })
+  return { file, files: map.files(), server, policies, services, routes }
+}

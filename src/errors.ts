@@ -1,0 +1,79 @@
+// The one registry of errors the gateway makes itself. Every code here is part
+// of the public contract (DESIGN.md "Errors"): clients switch on `code`, so a
+// code never changes meaning; test/errors.test.ts pins this table.
+
+export const ERRORS = {
+  BAD_REQUEST: { status: 400, title: 'Bad request' },
+  VALIDATION_FAILED: { status: 400, title: 'Request validation failed' },
+  UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
+  FORBIDDEN: { status: 403, title: 'Forbidden' },
+  ROUTE_NOT_FOUND: { status: 404, title: 'No route matches this request' },
+  PAYLOAD_TOO_LARGE: { status: 413, title: 'Request body too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
+  RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  INTERNAL_ERROR: { status: 500, title: 'Internal gateway error' },
+  UPSTREAM_ERROR: { status: 502, title: 'Upstream service failed' },
+  CIRCUIT_OPEN: { status: 503, title: 'Upstream service unavailable (circuit open)' },
+  EVENTS_UNAVAILABLE: { status: 503, title: 'Event stream unavailable' },
+  UPSTREAM_TIMEOUT: { status: 504, title: 'Upstream service timed out' },
+} as const
+
+export type ErrorCode = keyof typeof ERRORS
+
+/** Extra members of a problem body, e.g. `part` for aggregates or `errors` for validation. */
+export type ProblemExtras = Record<string, unknown>
+
+/**
+ * An error the gateway raises on purpose. `detail` is shown to the client, so
+ * it must never carry secrets or internals; `cause` is for logs only.
+ */
+export class GatewayError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly extras: ProblemExtras | undefined
+  /** Response headers that belong to this error (retry-after, www-authenticate). */
+  readonly headers: Record<string, string> | undefined
+
+  constructor (code: ErrorCode, detail?: string, opts: { extras?: ProblemExtras, headers?: Record<string, string>, cause?: unknown } = {}) {
+    super(detail ?? ERRORS[code].title, opts.cause === undefined ? undefined : { cause: opts.cause })
+    this.name = 'GatewayError'
+    this.code = code
+    this.status = ERRORS[code].status
+    this.extras = opts.extras
+    this.headers = opts.headers
+  }
+}
+
+export function isGatewayError (err: unknown): err is GatewayError {
+  return err instanceof GatewayError
+}
+
+export interface ProblemBody {
+  type: string
+  title: string
+  status: number
+  detail: string
+  code: ErrorCode
+  requestId: string
+  [extra: string]: unknown
+}
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json'
+
+/** The RFC 9457 body for an error; extras cannot overwrite the standard members. */
+export function problemBody (err: GatewayError, requestId: string): ProblemBody {
+  return {
+    ...err.extras,
+    type: problemType(err.code),
+    title: ERRORS[err.code].title,
+    status: err.status,
+    detail: err.message,
+    code: err.code,
+    requestId,
+  }
+}
+
+/** A stable identifier per code (not necessarily dereferenceable, as RFC 9457 allows). */
+export function problemType (code: ErrorCode): string {
+  return 'https://portico.dev/problems/' + code.toLowerCase().replace(/_/g, '-')
+}

@@ -1,0 +1,66 @@
+// Which headers cross the gateway, in each direction. Built once as sets; the
+// per-request work is one pass over the incoming headers.
+
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { IncomingHttpHeaders } from 'node:http'
+
+/** RFC 9110 §7.6.1 connection-specific headers, plus ones the gateway sets itself. */
+const NOT_FORWARDED_UP = new Set([
+  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
+  'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings', 'expect', 'host',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id',
+])
+
+const NOT_FORWARDED_DOWN = new Set([
+  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
+  'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings',
+])
+
+export interface ForwardOptions {
+  /** Pass the client's `authorization` header on (policy `forwardAuthorization`). */
+  forwardAuthorization: boolean
+  /** The gateway is behind a trusted proxy: extend its x-forwarded-for chain instead of starting a new one. */
+  trustProxy: boolean
+}
+
+export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOptions): Record<string, string | string[]> {
+  const incoming = request.headers
+  const out: Record<string, string | string[]> = {}
+  const listed = connectionListed(incoming.connection)
+  for (const name in incoming) {
+    const value = incoming[name]
+    if (value === undefined || NOT_FORWARDED_UP.has(name)) continue
+    // Identity headers are the gateway's alone; a client must never set them.
+    if (name.startsWith('x-auth-')) continue
+    if (name === 'authorization' && !opts.forwardAuthorization) continue
+    if (listed !== undefined && listed.has(name)) continue
+    out[name] = value
+  }
+  const peer = request.socket.remoteAddress ?? ''
+  const chain = incoming['x-forwarded-for']
+  out['x-forwarded-for'] = opts.trustProxy && chain !== undefined ? `${String(chain)}, ${peer}` : peer
+  out['x-forwarded-proto'] = request.protocol
+  const host = request.host
+  if (host !== undefined && host !== '') out['x-forwarded-host'] = host
+  out['x-request-id'] = request.id
+  return out
+}
+
+/** Copies an upstream response's headers to the client, minus connection-specific ones. */
+export function copyResponseHeaders (headers: IncomingHttpHeaders, reply: FastifyReply): void {
+  const listed = connectionListed(headers.connection)
+  for (const name in headers) {
+    const value = headers[name]
+    if (value === undefined || NOT_FORWARDED_DOWN.has(name)) continue
+    if (listed !== undefined && listed.has(name)) continue
+    reply.header(name, value)
+  }
+}
+
+/** Headers named in `Connection: a, b` are hop-by-hop too (RFC 9110 §7.6.1). */
+function connectionListed (connection: string | string[] | undefined): Set<string> | undefined {
+  if (connection === undefined) return undefined
+  const text = String(connection).toLowerCase()
+  if (text === 'keep-alive' || text === 'close') return undefined
+  return new Set(text.split(',').map(s => s.trim()).filter(s => s !== ''))
+}

@@ -1,0 +1,45 @@
+// Proxy routes: one upstream call, the answer streamed back unchanged.
+
+import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
+import type { Readable } from 'node:stream'
+import type { PathFiller } from '../compile/template.js'
+import type { ServiceClient } from '../upstream/client.js'
+import { copyResponseHeaders, upstreamRequestHeaders, type ForwardOptions } from './forward-headers.js'
+
+export interface ProxyPlan {
+  client: ServiceClient
+  /** Upstream path template; undefined forwards the incoming path unchanged. */
+  fillPath?: PathFiller
+  forward: ForwardOptions
+}
+
+export function createProxyHandler (plan: ProxyPlan): RouteHandlerMethod {
+  const { client, fillPath, forward } = plan
+  return async function proxyHandler (request: FastifyRequest, reply: FastifyReply) {
+    let path = request.url
+    if (fillPath !== undefined) {
+      const q = path.indexOf('?')
+      path = fillPath({
+        params: request.params as Record<string, string>,
+        query: request.query as Record<string, unknown>,
+        headers: request.headers,
+        auth: request.auth?.claims,
+      }) + (q === -1 ? '' : path.slice(q))
+    }
+    const res = await client.call({
+      method: request.method,
+      path,
+      headers: upstreamRequestHeaders(request, forward),
+      body: request.body as Readable | undefined,
+      timeout: client.timeout,
+    })
+    reply.code(res.statusCode)
+    copyResponseHeaders(res.headers, reply)
+    if (request.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304) {
+      // No body may follow; drain so the pooled connection is free again.
+      res.body.resume()
+      return reply.send()
+    }
+    return reply.send(res.body)
+  }
+}

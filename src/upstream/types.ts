@@ -1,0 +1,27 @@
+// The request path to a service is built from stages that share one function
+// type (as in KrakenD's Lura): a stage takes a call and returns a call, so
+// balancing, breaking, retrying and timing out compose in one written-out
+// order (see client.ts) and each can be tested alone against a stub call.
+
+import type { Readable } from 'node:stream'
+import type { IncomingHttpHeaders } from 'node:http'
+
+export interface UpstreamRequest {
+  method: string
+  /** Path and query, already encoded, relative to the service's base URL. */
+  path: string
+  headers: Record<string, string | string[]>
+  body?: Readable | Buffer | string | null
+  /** Milliseconds until the response headers must have arrived. */
+  timeout: number
+}
+
+export interface UpstreamResponse {
+  statusCode: number
+  headers: IncomingHttpHeaders
+  body: Readable
+  /** Which instance (base URL) answered. */
+  instance: string
+}
+
+export type UpstreamCall = (req: UpstreamRequest) => Promise<UpstreamResponse>
