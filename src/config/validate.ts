@@ -2,7 +2,7 @@
 // cross-references a schema cannot express, then normalization. Every problem
 // is collected and reported at once, each as FILE:LINE: field: message.
 
-import Ajv, { type ErrorObject } from 'ajv'
+import AjvModule, { type ErrorObject } from 'ajv'
 import FindMyWay from 'find-my-way'
 import { configSchema } from './schema.js'
 import { loadConfigSource, type SourceMap } from './load.js'
@@ -14,6 +14,8 @@ import { parseTemplate, TemplateError } from '../compile/template.js'
 /** Paths the gateway serves itself; a route may not take them. */
 export const RESERVED_PATHS = ['/healthz', '/readyz']
 
+// ajv is CommonJS; under ESM its class is the default export's `default`.
+const Ajv = AjvModule.default
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true })
 ajv.addKeyword({ keyword: 'duration', schemaType: 'boolean', validate: (_: boolean, data: unknown) => parseDuration(data) !== undefined })
 ajv.addKeyword({ keyword: 'size', schemaType: 'boolean', validate: (_: boolean, data: unknown) => parseSize(data) !== undefined })
