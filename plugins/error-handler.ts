@@ -27,7 +27,10 @@ export function toGatewayError (err: unknown): GatewayError {
   const mapped = e.code !== undefined ? FASTIFY_CODES[e.code] : undefined
   if (mapped !== undefined) return new GatewayError(mapped, SAFE_DETAILS[mapped], { cause: err })
   if (e.validation !== undefined) {
-    const errors = e.validation.map(v => ({ field: fieldOf(v.instancePath, v.params, e.validationContext), message: v.message ?? 'is invalid' }))
+    const errors = e.validation.map(v => ({
+      field: fieldOf(v.instancePath, v.params, e.validationContext),
+      message: v.keyword === 'required' ? 'is required' : v.message ?? 'is invalid',
+    }))
     return new GatewayError('VALIDATION_FAILED', errors.map(x => `${x.field} ${x.message}`).join('; '), { extras: { errors }, cause: err })
   }
   // JSON.parse failures from body parsing surface as SyntaxError with status 400.

@@ -1,14 +1,22 @@
 // buildGateway(config): one Fastify instance with the cross-cutting plugins in
-// pipeline order, the service clients, and the compiled routes mounted.
+// pipeline order (request id → auth → rate limit → validation → handler, with
+// one error handler), the service clients, and the compiled routes mounted.
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { GatewayConfig } from './config/types.js'
 import { createServiceClient, type ServiceClient } from './upstream/client.js'
 import { compileRoutePlan, type RoutePlan } from './compile/route-plan.js'
+import { compilePolicy, type AuthDeps, type CompiledPolicy } from './compile/policy.js'
+import { createTokenVerifier } from './auth/jwt.js'
+import { createApiKeyLookup } from './auth/api-key.js'
+import { connectRedis, type RedisConnection } from './redis.js'
+import type { FallbackState } from './rate-limit-store.js'
 import { mountRoutes } from './mount-routes.js'
 import requestId, { genRequestId } from '../plugins/request-id.js'
 import errorHandler from '../plugins/error-handler.js'
 import accessLog from '../plugins/access-log.js'
+import auth from '../plugins/auth.js'
+import rateLimit from '../plugins/rate-limit.js'
 import health from '../plugins/health.js'
 
 export interface BuildOptions {
@@ -39,21 +47,46 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
     exposeHeadRoutes: false,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 500 },
+    // Report every failing field, and never rewrite what the client sent: the raw body is what goes upstream.
+    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: false } },
   })
   app.server.headersTimeout = server.headersTimeout
 
+  const redis: RedisConnection | undefined = config.redis.url !== '' ? connectRedis(config.redis.url, app.log) : undefined
   const clients = new Map<string, ServiceClient>()
   for (const svc of config.services.values()) clients.set(svc.name, createServiceClient(svc))
-  app.addHook('onClose', async () => { await Promise.all([...clients.values()].map(c => c.close())) })
+  app.addHook('onClose', async () => {
+    await Promise.all([...clients.values()].map(c => c.close()))
+    await redis?.close()
+  })
 
-  const plans = config.routes.map(route => compileRoutePlan(route, { config, clients }))
+  const policies = compilePolicies(config)
+  const plans = config.routes.map(route => compileRoutePlan(route, { config, clients, policies }))
   app.decorate('gatewayConfig', config)
   app.decorate('routePlans', plans)
 
+  const rateLimitState: FallbackState = { fallbacks: 0 }
   await app.register(requestId)
   await app.register(errorHandler)
   await app.register(accessLog)
-  await app.register(health, { routes: plans.length, dependencies: () => ({ redis: 'not configured' }) })
+  await app.register(auth)
+  await app.register(rateLimit, { ...(redis !== undefined ? { redis } : {}), keyPrefix: config.redis.keyPrefix, state: rateLimitState })
+  await app.register(health, {
+    routes: plans.length,
+    dependencies: () => ({ redis: redis?.state() ?? 'not configured' }),
+  })
   await mountRoutes(app, { plans, bodyLimit: server.bodyLimit })
   return app
+}
+
+function compilePolicies (config: GatewayConfig): Map<string, CompiledPolicy> {
+  const { jwt, apiKeys } = config.auth
+  const deps: AuthDeps = {
+    rolesClaim: jwt?.rolesClaim ?? 'roles',
+    ...(jwt !== undefined ? { verifyToken: createTokenVerifier(jwt) } : {}),
+    ...(apiKeys !== undefined ? { apiKeys: { header: apiKeys.header, lookup: createApiKeyLookup(apiKeys.keys) } } : {}),
+  }
+  const out = new Map<string, CompiledPolicy>()
+  for (const policy of config.policies.values()) out.set(policy.name, compilePolicy(policy, deps))
+  return out
 }

@@ -7,6 +7,8 @@ import { loadConfig } from './config/validate.js'
 import { ConfigError, formatProblem, displayFile } from './config/problems.js'
 import { describeTarget } from './compile/route-plan.js'
 import type { GatewayConfig } from './config/types.js'
+import { parseDuration, DURATION_HINT } from './config/units.js'
+import { createSigner } from 'fast-jwt'
 
 const HELP: Record<string, string> = {
   main: `Usage: portico <command> [options]
@@ -15,6 +17,7 @@ Commands:
   start    run the gateway
   check    validate the configuration and exit
   routes   print the route table
+  token    print a signed JWT for development and demos
 
 Run "portico <command> --help" for a command's options.`,
   start: `Usage: portico start [--config FILE] [--demo]
@@ -31,11 +34,24 @@ exits 1.`,
   routes: `Usage: portico routes [--config FILE]
 
 Prints the route table: method, path, policy, target, id. Exit 1 on a config error.`,
+  token: `Usage: portico token --sub ID [--roles a,b] [--scope "x y"] [--ttl 1h] [--config FILE]
+
+Prints a JWT signed with the configured HS secret (auth.jwt.secret), with
+iss/aud set when the config checks them. For development and demos.
+  --sub ID       the subject (required)
+  --roles a,b    roles, put in the configured rolesClaim
+  --scope "x y"  space-separated scopes (the scope claim)
+  --ttl 1h       lifetime (default 1h)
+Exit 1 when the config has no HS secret or no HS algorithm allowed.`,
 }
 
 const OPTIONS = {
   config: { type: 'string' },
   demo: { type: 'boolean' },
+  sub: { type: 'string' },
+  roles: { type: 'string' },
+  scope: { type: 'string' },
+  ttl: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
@@ -49,7 +65,7 @@ export async function main (argv: string[]): Promise<number> {
     console.error(`portico: unknown command "${command}"\n\n${HELP.main}`)
     return 2
   }
-  let values: { config?: string, demo?: boolean, help?: boolean }
+  let values: { config?: string, demo?: boolean, help?: boolean, sub?: string, roles?: string, scope?: string, ttl?: string }
   try {
     ({ values } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: false }))
   } catch (err) {
@@ -61,10 +77,16 @@ export async function main (argv: string[]): Promise<number> {
     console.error(`portico ${command}: --demo is only for start`)
     return 2
   }
+  const tokenOnly = (['sub', 'roles', 'scope', 'ttl'] as const).filter(k => values[k] !== undefined)
+  if (command !== 'token' && tokenOnly.length > 0) {
+    console.error(`portico ${command}: --${tokenOnly[0]} is only for token`)
+    return 2
+  }
   const configFile = values.config ?? process.env.PORTICO_CONFIG ?? 'config/gateway.yaml'
   switch (command) {
     case 'check': return check(configFile)
     case 'routes': return routes(configFile)
+    case 'token': return token(configFile, values)
     default: return await start(configFile, values.demo === true)
   }
 }
@@ -99,6 +121,39 @@ function routes (configFile: string): number {
   for (const r of loaded.config.routes) rows.push([r.methods.join(','), r.path, r.policy, describeTarget(r), r.id])
   const widths = rows[0].map((_, i) => Math.max(...rows.map(row => row[i].length)))
   for (const row of rows) console.log(row.map((cell, i) => i === row.length - 1 ? cell : cell.padEnd(widths[i])).join('  '))
+  return 0
+}
+
+function token (configFile: string, opts: { sub?: string, roles?: string, scope?: string, ttl?: string }): number {
+  if (opts.sub === undefined || opts.sub === '') {
+    console.error(`portico token: --sub is required\n\n${HELP.token}`)
+    return 2
+  }
+  const ttl = parseDuration(opts.ttl ?? '1h')
+  if (ttl === undefined || ttl === 0) {
+    console.error(`portico token: --ttl ${DURATION_HINT}`)
+    return 2
+  }
+  const loaded = load(configFile)
+  if (typeof loaded === 'number') return loaded
+  const jwt = loaded.config.auth.jwt
+  const algorithm = jwt?.algorithms.find(a => a.startsWith('HS'))
+  if (jwt?.secret === undefined || algorithm === undefined) {
+    console.error(`portico token: ${displayFile(loaded.config.file)} has no HS secret to sign with (auth.jwt.secret with an HS algorithm in auth.jwt.algorithms); tokens for RS/ES keys come from your identity provider`)
+    return 1
+  }
+  const claims: Record<string, unknown> = {}
+  if (opts.roles !== undefined) claims[jwt.rolesClaim] = opts.roles.split(',').map(r => r.trim()).filter(r => r !== '')
+  if (opts.scope !== undefined) claims.scope = opts.scope
+  const sign = createSigner({
+    key: jwt.secret,
+    algorithm,
+    sub: opts.sub,
+    expiresIn: ttl,
+    ...(jwt.issuer !== undefined ? { iss: jwt.issuer[0] } : {}),
+    ...(jwt.audience !== undefined ? { aud: jwt.audience[0] } : {}),
+  })
+  console.log(sign(claims))
   return 0
 }
 

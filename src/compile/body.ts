@@ -1,15 +1,18 @@
-// Request bodies on proxy routes are streamed to the upstream, not parsed.
-// Fastify's bodyLimit only guards the parsers it runs itself, so the limit is
-// enforced here: up front from content-length, and byte by byte for chunked
-// bodies (the stream fails with 413 the moment it goes over).
+// Request bodies. On plain proxy routes they are streamed to the upstream,
+// not parsed. Fastify's bodyLimit only guards the parsers it runs itself, so
+// the limit is enforced here: up front from content-length, and byte by byte
+// for chunked bodies (the stream fails with 413 the moment it goes over).
+// Routes with a body schema parse JSON to validate it, but still forward the
+// client's exact bytes.
 
 import { Transform, type TransformCallback } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
+import type { FastifyRequest } from 'fastify'
 import { GatewayError } from '../errors.js'
 
 const TOO_LARGE = 'the request body exceeds the configured limit'
 
-export type RawBodyParser = (req: unknown, payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void) => void
+export type RawBodyParser = (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: unknown) => void) => void
 
 export function streamingBodyParser (limit: number): RawBodyParser {
   return function passThrough (_req, payload, done) {
@@ -32,5 +35,30 @@ class LimitStream extends Transform {
     this.seen += chunk.length
     if (this.seen > this.limit) { cb(new GatewayError('PAYLOAD_TOO_LARGE', TOO_LARGE)); return }
     cb(null, chunk)
+  }
+}
+
+const RAW_BODY = Symbol('portico.rawBody')
+
+type WithRawBody = FastifyRequest & { [RAW_BODY]?: Buffer }
+
+/** The exact bytes of a parsed JSON body, to forward unchanged. */
+export function rawBodyOf (request: FastifyRequest): Buffer | undefined {
+  return (request as WithRawBody)[RAW_BODY]
+}
+
+type JsonParse = (req: FastifyRequest, body: string, done: (err: Error | null, body?: unknown) => void) => void
+
+/**
+ * A JSON parser that keeps the raw bytes beside the parsed value. `parse` is
+ * Fastify's own JSON parser (prototype-poisoning safe).
+ */
+export function jsonKeepingRaw (parse: JsonParse): (req: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void) => void {
+  return function parseJson (req, body, done) {
+    (req as WithRawBody)[RAW_BODY] = body
+    parse(req, body.toString('utf8'), (err, value) => {
+      if (err !== null) { done(new GatewayError('BAD_REQUEST', 'the request body is not valid JSON', { cause: err })); return }
+      done(null, value)
+    })
   }
 }

@@ -101,7 +101,9 @@ export function compilePathTemplate (text: string): PathFiller {
       if (value === '' && p.wholeSegment) throw new GatewayError('BAD_REQUEST', `missing value for {${p.source}.${p.key}} in the upstream path`)
       out += encodePathValue(value, p.source === 'params' && p.key === '*') + literals[i + 1]
     }
-    if (DOT_SEGMENT.test(out)) throw new GatewayError('BAD_REQUEST', 'a path segment may not be "." or ".."')
+    // Values are encoded, so the first `?` is the template's own: only the path before it has segments.
+    const q = out.indexOf('?')
+    if (DOT_SEGMENT.test(q === -1 ? out : out.slice(0, q))) throw new GatewayError('BAD_REQUEST', 'a path segment may not be "." or ".."')
     return out
   }
 }

@@ -49,10 +49,9 @@ export class SourceMap {
     const full = [...best.docPath, ...rest]
     // Walk up until a node exists: a missing field is reported where its parent is.
     for (let n = full.length; n >= 0; n--) {
-      const node = n === 0 ? best.source.doc.contents : best.source.doc.getIn(full.slice(0, n), true)
-      const range = (node as Node | null | undefined)?.range
-      if (range != null) {
-        return { file: best.source.file, line: best.source.lines.linePos(range[0]).line, path: formatPath([...best.display, ...rest]) }
+      const range = fieldStart(best.source.doc, full.slice(0, n))
+      if (range !== undefined) {
+        return { file: best.source.file, line: best.source.lines.linePos(range).line, path: formatPath([...best.display, ...rest]) }
       }
     }
     return { file: best.source.file, line: 1, path: formatPath([...best.display, ...rest]) }
@@ -62,6 +61,22 @@ export class SourceMap {
   files (): string[] {
     return [...new Set(this.mounts.map(m => m.source.file))]
   }
+}
+
+/**
+ * Where a field starts: the key of a map entry, so `server:` followed by an
+ * indented block is reported on the key's line, not on the block's first line.
+ */
+function fieldStart (doc: Document, path: FieldPath): number | undefined {
+  if (path.length === 0) return (doc.contents as Node | null)?.range?.[0]
+  const parent: unknown = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true)
+  const last = path[path.length - 1]
+  if (isMap(parent)) {
+    const pair = parent.items.find(p => String(isScalar(p.key) ? p.key.value : p.key) === String(last))
+    const keyRange = (pair?.key as Node | null | undefined)?.range
+    if (keyRange != null) return keyRange[0]
+  }
+  return (doc.getIn(path, true) as Node | null | undefined)?.range?.[0]
 }
 
 export interface LoadedSource {

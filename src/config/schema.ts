@@ -17,6 +17,7 @@ const server = {
     bodyLimit: size,
     trustProxy: {
       anyOf: [{ type: 'boolean' }, { type: 'string' }, { type: 'integer', minimum: 0 }, { type: 'array', items: { type: 'string' } }],
+      'x-message': 'must be true, false, a number of hops, or addresses',
     },
     shutdownTimeout: duration,
     requestTimeout: duration,
@@ -25,12 +26,94 @@ const server = {
   },
 }
 
+export const JWT_ALGORITHMS = [
+  'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA',
+] as const
+
+const stringList = { type: 'array', items: { type: 'string', minLength: 1 } }
+const stringOrList = { anyOf: [{ type: 'string', minLength: 1 }, stringList], 'x-message': 'must be a string or a list of strings' }
+
+export const rateLimit = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['max', 'window'],
+  properties: {
+    max: { type: 'integer', minimum: 1 },
+    window: duration,
+    key: { type: 'string', pattern: '^(ip|user|header:[A-Za-z0-9-]+)$', 'x-message': 'must be ip, user or header:NAME' },
+  },
+}
+
+const redis = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    url: { type: 'string' },
+    keyPrefix: { type: 'string' },
+  },
+}
+
+const auth = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    jwt: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        secret: { type: 'string' },
+        publicKey: { type: 'string', minLength: 1 },
+        jwksUrl: { type: 'string', pattern: '^https?://' },
+        jwksCacheTtl: duration,
+        jwksMinRefetchInterval: duration,
+        algorithms: { type: 'array', minItems: 1, items: { enum: JWT_ALGORITHMS } },
+        issuer: stringOrList,
+        audience: stringOrList,
+        clockTolerance: duration,
+        rolesClaim: { type: 'string', minLength: 1 },
+      },
+    },
+    apiKeys: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['keys'],
+      properties: {
+        header: { type: 'string', pattern: '^[A-Za-z0-9-]+$', 'x-message': 'must be a header name' },
+        keys: {
+          type: 'object',
+          propertyNames: name,
+          additionalProperties: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['key'],
+            properties: {
+              key: { type: 'string' },
+              roles: stringList,
+              scopes: stringList,
+            },
+          },
+        },
+      },
+    },
+  },
+}
+
+const claimValue = { type: ['string', 'number', 'boolean'] }
+
 const policy = {
   type: 'object',
   additionalProperties: false,
   required: ['auth'],
   properties: {
-    auth: { enum: ['none'] },
+    auth: { enum: ['none', 'jwt', 'apiKey'] },
+    roles: stringList,
+    scopes: stringList,
+    claims: {
+      type: 'object',
+      additionalProperties: { anyOf: [claimValue, { type: 'array', minItems: 1, items: claimValue }], 'x-message': 'must be a value or a list of values' },
+    },
+    forwardAuthorization: { type: 'boolean' },
+    rateLimit,
     description: { type: 'string' },
   },
 }
@@ -55,9 +138,20 @@ const route = {
   properties: {
     id: name,
     description: { type: 'string' },
-    method: { anyOf: [method, { type: 'array', minItems: 1, items: method }] },
+    method: { anyOf: [method, { type: 'array', minItems: 1, items: method }], 'x-message': 'must be an HTTP method (GET, POST, …) or a list of them' },
     path: { type: 'string', pattern: '^/' },
     policy: { type: 'string' },
+    rateLimit,
+    schema: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        body: { type: 'object' },
+        querystring: { type: 'object' },
+        params: { type: 'object' },
+        headers: { type: 'object' },
+      },
+    },
     proxy: {
       type: 'object',
       additionalProperties: false,
@@ -76,6 +170,8 @@ export const configSchema = {
   required: ['services', 'routes'],
   properties: {
     server,
+    redis,
+    auth,
     policies: { type: 'object', propertyNames: name, additionalProperties: policy },
     services: { type: 'object', propertyNames: name, additionalProperties: service },
     routes: { type: 'array', items: route },

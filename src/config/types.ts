@@ -1,9 +1,10 @@
 // The configuration after validation and normalization: durations and sizes
 // are numbers, defaults are filled in, references are known to resolve.
 
-import type { HTTP_METHODS } from './schema.js'
+import type { HTTP_METHODS, JWT_ALGORITHMS } from './schema.js'
 
 export type HttpMethod = typeof HTTP_METHODS[number]
+export type JwtAlgorithm = typeof JWT_ALGORITHMS[number]
 
 export interface SourceLocation {
   file: string
@@ -21,9 +22,58 @@ export interface ServerConfig {
   keepAliveTimeout: number
 }
 
+export interface RedisConfig {
+  /** Empty: no Redis; stores are in memory (one instance only). */
+  url: string
+  /** Prefix of every key the gateway writes, so several gateways or tests can share one Redis. */
+  keyPrefix: string
+}
+
+export interface JwtConfig {
+  secret?: string
+  /** PEM text of the public key (read from the configured file). */
+  publicKey?: string
+  publicKeyFile?: string
+  jwksUrl?: string
+  jwksCacheTtl: number
+  jwksMinRefetchInterval: number
+  algorithms: JwtAlgorithm[]
+  issuer?: string[]
+  audience?: string[]
+  clockTolerance: number
+  rolesClaim: string
+}
+
+export interface ApiKeyConfig {
+  name: string
+  key: string
+  roles: string[]
+  scopes: string[]
+}
+
+export interface AuthConfig {
+  jwt?: JwtConfig
+  apiKeys?: { header: string, keys: ApiKeyConfig[] }
+}
+
+export type RateLimitKey = 'ip' | 'user' | `header:${string}`
+
+export interface RateLimitConfig {
+  max: number
+  window: number
+  key: RateLimitKey
+}
+
+export type ClaimValue = string | number | boolean
+
 export interface PolicyConfig {
   name: string
-  auth: 'none'
+  auth: 'none' | 'jwt' | 'apiKey'
+  roles: string[]
+  scopes: string[]
+  claims: Record<string, ClaimValue[]>
+  forwardAuthorization: boolean
+  rateLimit?: RateLimitConfig
 }
 
 export interface ServiceConfig {
@@ -38,12 +88,22 @@ export interface ProxyTargetConfig {
   path?: string
 }
 
+export interface RouteSchema {
+  body?: object
+  querystring?: object
+  params?: object
+  headers?: object
+}
+
 export interface RouteConfig {
   id: string
   description?: string
   methods: HttpMethod[]
   path: string
   policy: string
+  /** The route's own limit, else its policy's. */
+  rateLimit?: RateLimitConfig
+  schema?: RouteSchema
   proxy?: ProxyTargetConfig
   source: SourceLocation
 }
@@ -54,6 +114,8 @@ export interface GatewayConfig {
   /** Every file the config was read from (main, policies, services, routes). */
   files: string[]
   server: ServerConfig
+  redis: RedisConfig
+  auth: AuthConfig
   policies: Map<string, PolicyConfig>
   services: Map<string, ServiceConfig>
   routes: RouteConfig[]
@@ -73,4 +135,14 @@ export const DEFAULTS = {
     keepAliveTimeout: 72_000,
   },
   service: { timeout: 10_000 },
+  redis: { keyPrefix: 'portico:' },
+  jwt: {
+    algorithms: ['HS256'] as JwtAlgorithm[],
+    clockTolerance: 5_000,
+    rolesClaim: 'roles',
+    jwksCacheTtl: 600_000,
+    jwksMinRefetchInterval: 30_000,
+  },
+  apiKeys: { header: 'x-api-key' },
+  rateLimitKey: 'ip' as RateLimitKey,
 } as const

@@ -8,7 +8,14 @@ import { configSchema } from './schema.js'
 import { loadConfigSource, type SourceMap } from './load.js'
 import { ConfigError, type ConfigProblem, type FieldPath } from './problems.js'
 import { parseDuration, parseSize, DURATION_HINT, SIZE_HINT } from './units.js'
-import { DEFAULTS, type GatewayConfig, type HttpMethod, type PolicyConfig, type RouteConfig, type ServiceConfig, type ServerConfig } from './types.js'
+import {
+  DEFAULTS, type AuthConfig, type ClaimValue, type GatewayConfig, type HttpMethod, type JwtAlgorithm, type JwtConfig, type PolicyConfig,
+  type RateLimitConfig, type RateLimitKey, type RouteConfig, type RouteSchema, type ServiceConfig, type ServerConfig,
+} from './types.js'
+import { readFileSync } from 'node:fs'
+import { createPublicKey } from 'node:crypto'
+import { dirname, resolve } from 'node:path'
+import addFormats from 'ajv-formats'
 import { parseTemplate, TemplateError } from '../compile/template.js'
 
 /** Paths the gateway serves itself; a route may not take them. */
@@ -18,6 +25,7 @@ export const RESERVED_PATHS = ['/healthz', '/readyz']
 const Ajv = AjvModule.default
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, allowUnionTypes: true })
 ajv.addKeyword({ keyword: 'duration', schemaType: 'boolean', validate: (_: boolean, data: unknown) => parseDuration(data) !== undefined })
+ajv.addKeyword({ keyword: 'x-message', schemaType: 'string' })
 ajv.addKeyword({ keyword: 'size', schemaType: 'boolean', validate: (_: boolean, data: unknown) => parseSize(data) !== undefined })
 const validateSchema = ajv.compile(configSchema)
 
@@ -33,13 +41,16 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env):
   if (!validateSchema(raw)) {
     throw new ConfigError(schemaProblems(validateSchema.errors ?? [], raw, map))
   }
-  const checked = crossCheck(raw as unknown as RawConfig, map)
+  const publicKeys = new Map<string, string>()
+  const checked = [...crossCheck(raw as unknown as RawConfig, map), ...checkAuth(raw as unknown as RawConfig, map, main, publicKeys)]
   const errors = checked.filter(p => p.warning !== true)
   if (errors.length > 0) throw new ConfigError(checked)
-  return { config: normalize(raw as unknown as RawConfig, map, main, env), warnings: checked }
+  return { config: normalize(raw as unknown as RawConfig, map, main, env, publicKeys), warnings: checked }
 }
 
 // ---- the validated shape, before normalization -----------------------------
+
+interface RawRateLimit { max: number, window: string | number, key?: RateLimitKey }
 
 interface RawRoute {
   id: string
@@ -47,12 +58,41 @@ interface RawRoute {
   method?: HttpMethod | HttpMethod[]
   path: string
   policy: string
+  rateLimit?: RawRateLimit
+  schema?: RouteSchema
   proxy?: { service: string, path?: string }
+}
+
+interface RawPolicy {
+  auth: PolicyConfig['auth']
+  roles?: string[]
+  scopes?: string[]
+  claims?: Record<string, ClaimValue | ClaimValue[]>
+  forwardAuthorization?: boolean
+  rateLimit?: RawRateLimit
+}
+
+interface RawJwt {
+  secret?: string
+  publicKey?: string
+  jwksUrl?: string
+  jwksCacheTtl?: string | number
+  jwksMinRefetchInterval?: string | number
+  algorithms?: JwtAlgorithm[]
+  issuer?: string | string[]
+  audience?: string | string[]
+  clockTolerance?: string | number
+  rolesClaim?: string
 }
 
 interface RawConfig {
   server?: Partial<Record<keyof ServerConfig, unknown>>
-  policies?: Record<string, { auth: 'none' }>
+  redis?: { url?: string, keyPrefix?: string }
+  auth?: {
+    jwt?: RawJwt
+    apiKeys?: { header?: string, keys: Record<string, { key: string, roles?: string[], scopes?: string[] }> }
+  }
+  policies?: Record<string, RawPolicy>
   services: Record<string, { urls: string[], timeout?: string | number }>
   routes: RawRoute[]
 }
@@ -92,7 +132,7 @@ function schemaProblems (errors: ErrorObject[], raw: unknown, map: SourceMap): C
         const name = (e.params as { pattern: string }).pattern
         const propertyName = (e as ErrorObject & { propertyName?: string }).propertyName
         if (propertyName !== undefined) path.push(propertyName)
-        message = PATTERN_MESSAGES[name] ?? `must match ${name}`
+        message = (e.parentSchema as { 'x-message'?: string } | undefined)?.['x-message'] ?? PATTERN_MESSAGES[name] ?? `must match ${name}`
         break
       }
       case 'anyOf': message = anyOfMessage(e); break
@@ -113,10 +153,7 @@ const PATTERN_MESSAGES: Record<string, string> = {
 }
 
 function anyOfMessage (e: ErrorObject): string {
-  const path = e.schemaPath
-  if (path.includes('/method/')) return 'must be an HTTP method (GET, POST, …) or a list of them'
-  if (path.includes('/trustProxy/')) return 'must be true, false, a number of hops, or addresses'
-  return 'has the wrong type'
+  return (e.parentSchema as { 'x-message'?: string } | undefined)?.['x-message'] ?? 'has the wrong type'
 }
 
 /** JSON pointer → field path, with array indices as numbers. */
@@ -186,6 +223,10 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
     } else ids.set(route.id, here('id'))
 
     if (!(route.policy in policies)) at(here('policy'), `unknown policy "${route.policy}"${knownList(Object.keys(policies))}`)
+    if (route.schema !== undefined) checkRouteSchema(route.schema, here('schema'), at)
+    if (route.schema?.body !== undefined && !methodsOf(route).some(m => BODY_METHODS.has(m))) {
+      at(here('schema', 'body'), 'a body schema needs a route method that carries a body (POST, PUT, PATCH, DELETE)')
+    }
     if (RESERVED_PATHS.includes(route.path)) at(here('path'), `${route.path} is served by the gateway itself`)
 
     const methods = methodsOf(route)
@@ -210,6 +251,80 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
     }
     if (route.proxy.path !== undefined) checkPathTemplate(route.proxy.path, route.path, here('proxy', 'path'), at)
   })
+  return problems
+}
+
+// Fastify compiles route schemas with ajv too; compiling them here turns a bad
+// schema into a config error with a line number instead of a failed start.
+const schemaAjv = new Ajv({ strict: false, allErrors: true })
+addFormats.default(schemaAjv)
+
+function checkRouteSchema (schema: RouteSchema, path: FieldPath, at: (p: FieldPath, m: string) => void): void {
+  for (const [part, value] of Object.entries(schema)) {
+    try {
+      schemaAjv.compile(value as object)
+    } catch (err) {
+      at([...path, part], `is not a valid JSON Schema: ${(err as Error).message}`)
+    }
+  }
+}
+
+const HS = /^HS/
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+
+function checkAuth (raw: RawConfig, map: SourceMap, file: string, publicKeys: Map<string, string>): ConfigProblem[] {
+  const problems: ConfigProblem[] = []
+  const at = (path: FieldPath, message: string, warning = false): void => {
+    problems.push({ ...map.locate(path), message, ...(warning ? { warning } : {}) })
+  }
+  const jwt = raw.auth?.jwt
+  const apiKeys = raw.auth?.apiKeys
+  for (const [name, policy] of Object.entries(raw.policies ?? {})) {
+    if (policy.auth === 'jwt' && jwt === undefined) at(['policies', name, 'auth'], 'auth: jwt needs auth.jwt in the gateway config')
+    if (policy.auth === 'apiKey' && apiKeys === undefined) at(['policies', name, 'auth'], 'auth: apiKey needs auth.apiKeys in the gateway config')
+    if (policy.auth === 'none') {
+      for (const field of ['roles', 'scopes', 'claims', 'forwardAuthorization'] as const) {
+        if (policy[field] !== undefined) at(['policies', name, field], `has no effect with auth: none`)
+      }
+    }
+    if (policy.auth === 'apiKey' && policy.claims !== undefined) at(['policies', name, 'claims'], 'API keys carry no claims; use roles or scopes')
+  }
+  if (jwt !== undefined) {
+    const algorithms = jwt.algorithms ?? DEFAULTS.jwt.algorithms
+    const wantsHs = algorithms.some(a => HS.test(a))
+    const wantsKey = algorithms.some(a => !HS.test(a))
+    const secret = jwt.secret ?? ''
+    if (jwt.secret === undefined && jwt.publicKey === undefined && jwt.jwksUrl === undefined) {
+      at(['auth', 'jwt'], 'needs a secret, a publicKey or a jwksUrl to verify tokens with')
+    }
+    if (wantsHs && secret === '') at(['auth', 'jwt', 'algorithms'], 'lists an HS algorithm but auth.jwt.secret is empty')
+    if (!wantsHs && secret !== '') at(['auth', 'jwt', 'secret'], 'is set but no HS algorithm is allowed in auth.jwt.algorithms', true)
+    if (wantsHs && secret !== '' && secret.length < 32) at(['auth', 'jwt', 'secret'], 'is shorter than 32 characters: fine for a demo, weak in production', true)
+    if (wantsKey && jwt.publicKey === undefined && jwt.jwksUrl === undefined) {
+      at(['auth', 'jwt', 'algorithms'], 'lists an asymmetric algorithm but neither publicKey nor jwksUrl is set')
+    }
+    if (jwt.publicKey !== undefined) {
+      const keyFile = resolve(dirname(file), jwt.publicKey)
+      try {
+        const pem = readFileSync(keyFile, 'utf8')
+        createPublicKey(pem)
+        publicKeys.set(keyFile, pem)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        at(['auth', 'jwt', 'publicKey'], code === 'ENOENT' ? `file not found: ${keyFile}` : `is not a readable PEM public key (${keyFile})`)
+      }
+    }
+    if (jwt.publicKey !== undefined && jwt.jwksUrl !== undefined) at(['auth', 'jwt', 'jwksUrl'], 'set either publicKey or jwksUrl, not both')
+  }
+  if (apiKeys !== undefined) {
+    const seen = new Map<string, string>()
+    for (const [name, k] of Object.entries(apiKeys.keys)) {
+      if (k.key.length < 16) at(['auth', 'apiKeys', 'keys', name, 'key'], 'must be at least 16 characters')
+      const other = seen.get(k.key)
+      if (other !== undefined) at(['auth', 'apiKeys', 'keys', name, 'key'], `is the same key as "${other}"`)
+      seen.set(k.key, name)
+    }
+  }
   return problems
 }
 
@@ -251,7 +366,48 @@ function methodsOf (route: RawRoute): HttpMethod[] {
 
 // ---- normalization -------------------------------------------------------------------
 
-function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.ProcessEnv): GatewayConfig {
+function normalizeRateLimit (r: RawRateLimit | undefined): RateLimitConfig | undefined {
+  if (r === undefined) return undefined
+  return { max: r.max, window: parseDuration(r.window) ?? 60_000, key: r.key ?? DEFAULTS.rateLimitKey }
+}
+
+function asList (v: string | string[] | undefined): string[] | undefined {
+  return v === undefined ? undefined : Array.isArray(v) ? v : [v]
+}
+
+function normalizeAuth (raw: RawConfig, file: string, publicKeys: Map<string, string>): AuthConfig {
+  const out: AuthConfig = {}
+  const j = raw.auth?.jwt
+  if (j !== undefined) {
+    const d = DEFAULTS.jwt
+    const keyFile = j.publicKey !== undefined ? resolve(dirname(file), j.publicKey) : undefined
+    const jwt: JwtConfig = {
+      algorithms: j.algorithms ?? d.algorithms,
+      clockTolerance: parseDuration(j.clockTolerance) ?? d.clockTolerance,
+      rolesClaim: j.rolesClaim ?? d.rolesClaim,
+      jwksCacheTtl: parseDuration(j.jwksCacheTtl) ?? d.jwksCacheTtl,
+      jwksMinRefetchInterval: parseDuration(j.jwksMinRefetchInterval) ?? d.jwksMinRefetchInterval,
+    }
+    if (j.secret !== undefined && j.secret !== '') jwt.secret = j.secret
+    if (keyFile !== undefined) { jwt.publicKeyFile = keyFile; jwt.publicKey = publicKeys.get(keyFile) }
+    if (j.jwksUrl !== undefined) jwt.jwksUrl = j.jwksUrl
+    const issuer = asList(j.issuer)
+    if (issuer !== undefined) jwt.issuer = issuer
+    const audience = asList(j.audience)
+    if (audience !== undefined) jwt.audience = audience
+    out.jwt = jwt
+  }
+  const a = raw.auth?.apiKeys
+  if (a !== undefined) {
+    out.apiKeys = {
+      header: (a.header ?? DEFAULTS.apiKeys.header).toLowerCase(),
+      keys: Object.entries(a.keys).map(([name, k]) => ({ name, key: k.key, roles: k.roles ?? [], scopes: k.scopes ?? [] })),
+    }
+  }
+  return out
+}
+
+function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.ProcessEnv, publicKeys: Map<string, string>): GatewayConfig {
   const s = raw.server ?? {}
   const d = DEFAULTS.server
   const port = env.PORT !== undefined && /^\d+$/.test(env.PORT) ? Number(env.PORT) : (s.port as number | undefined) ?? d.port
@@ -266,22 +422,42 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
     keepAliveTimeout: parseDuration(s.keepAliveTimeout) ?? d.keepAliveTimeout,
   }
   const policies = new Map<string, PolicyConfig>()
-  for (const [name, p] of Object.entries(raw.policies ?? {})) policies.set(name, { name, auth: p.auth })
+  for (const [name, p] of Object.entries(raw.policies ?? {})) {
+    const claims: Record<string, ClaimValue[]> = {}
+    for (const [claim, v] of Object.entries(p.claims ?? {})) claims[claim] = Array.isArray(v) ? v : [v]
+    const rateLimit = normalizeRateLimit(p.rateLimit)
+    policies.set(name, {
+      name,
+      auth: p.auth,
+      roles: p.roles ?? [],
+      scopes: p.scopes ?? [],
+      claims,
+      forwardAuthorization: p.forwardAuthorization ?? false,
+      ...(rateLimit !== undefined ? { rateLimit } : {}),
+    })
+  }
   const services = new Map<string, ServiceConfig>()
   for (const [name, svc] of Object.entries(raw.services)) {
     services.set(name, { name, urls: svc.urls, timeout: parseDuration(svc.timeout) ?? DEFAULTS.service.timeout })
   }
   const routes: RouteConfig[] = raw.routes.map((r, i) => {
     const loc = map.locate(['routes', i])
+    const rateLimit = normalizeRateLimit(r.rateLimit) ?? policies.get(r.policy)?.rateLimit
     return {
       id: r.id,
       ...(r.description !== undefined ? { description: r.description } : {}),
       methods: methodsOf(r),
       path: r.path,
       policy: r.policy,
+      ...(rateLimit !== undefined ? { rateLimit } : {}),
+      ...(r.schema !== undefined ? { schema: r.schema } : {}),
       ...(r.proxy !== undefined ? { proxy: { ...r.proxy } } : {}),
       source: { file: loc.file, line: loc.line },
     }
   })
-  return { file, files: map.files(), server, policies, services, routes }
+  const redis = { url: raw.redis?.url ?? '', keyPrefix: raw.redis?.keyPrefix ?? DEFAULTS.redis.keyPrefix }
+  const auth = normalizeAuth(raw, file, publicKeys)
+  const files = map.files()
+  if (auth.jwt?.publicKeyFile !== undefined) files.push(auth.jwt.publicKeyFile)
+  return { file, files, server, redis, auth, policies, services, routes }
 }

@@ -3,6 +3,7 @@
 
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
+import '../identity.js'
 
 /** RFC 9110 §7.6.1 connection-specific headers, plus ones the gateway sets itself. */
 const NOT_FORWARDED_UP = new Set([
@@ -43,7 +44,20 @@ export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOp
   const host = request.host
   if (host !== undefined && host !== '') out['x-forwarded-host'] = host
   out['x-request-id'] = request.id
+  const identity = request.auth
+  if (identity !== undefined) {
+    out['x-auth-sub'] = headerSafe(identity.sub)
+    if (identity.roles.length > 0) out['x-auth-roles'] = headerSafe(identity.roles.join(','))
+    if (identity.scopes.length > 0) out['x-auth-scopes'] = headerSafe(identity.scopes.join(' '))
+  }
   return out
+}
+
+const UNSAFE_IN_HEADER = /[^\x20-\x7e]/
+
+/** Claims are data: anything that could not travel in a header is percent-encoded. */
+function headerSafe (value: string): string {
+  return UNSAFE_IN_HEADER.test(value) ? encodeURIComponent(value) : value
 }
 
 /** Copies an upstream response's headers to the client, minus connection-specific ones. */

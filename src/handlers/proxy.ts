@@ -5,16 +5,20 @@ import type { Readable } from 'node:stream'
 import type { PathFiller } from '../compile/template.js'
 import type { ServiceClient } from '../upstream/client.js'
 import { copyResponseHeaders, upstreamRequestHeaders, type ForwardOptions } from './forward-headers.js'
+import { rawBodyOf } from '../compile/body.js'
 
 export interface ProxyPlan {
   client: ServiceClient
   /** Upstream path template; undefined forwards the incoming path unchanged. */
   fillPath?: PathFiller
+  templateHasQuery?: boolean
   forward: ForwardOptions
 }
 
 export function createProxyHandler (plan: ProxyPlan): RouteHandlerMethod {
   const { client, fillPath, forward } = plan
+  // A template that has its own query (`/orders?user={auth.sub}`) gets the client's query appended with `&`.
+  const templateHasQuery = plan.templateHasQuery === true
   return async function proxyHandler (request: FastifyRequest, reply: FastifyReply) {
     let path = request.url
     if (fillPath !== undefined) {
@@ -24,13 +28,13 @@ export function createProxyHandler (plan: ProxyPlan): RouteHandlerMethod {
         query: request.query as Record<string, unknown>,
         headers: request.headers,
         auth: request.auth?.claims,
-      }) + (q === -1 ? '' : path.slice(q))
+      }) + (q === -1 ? '' : (templateHasQuery ? '&' : '?') + path.slice(q + 1))
     }
     const res = await client.call({
       method: request.method,
       path,
       headers: upstreamRequestHeaders(request, forward),
-      body: request.body as Readable | undefined,
+      body: rawBodyOf(request) ?? request.body as Readable | undefined,
       timeout: client.timeout,
     })
     reply.code(res.statusCode)

@@ -1,0 +1,73 @@
+// Public keys from a JWKS endpoint, cached. An unknown `kid` (the identity
+// provider rotated its keys) triggers one refetch, but refetches are spaced by
+// `minRefetchInterval`, so a flood of tokens with random kids costs the
+// provider at most one request per interval. Concurrent refetches share one.
+
+import { createPublicKey, type JsonWebKey } from 'node:crypto'
+import { request } from 'undici'
+
+export interface JwksOptions {
+  /** Keys older than this are refetched (the old ones keep serving if that fails). */
+  cacheTtl: number
+  minRefetchInterval: number
+  fetchTimeout?: number
+}
+
+export class UnknownKeyError extends Error {}
+
+interface Key { pem: string, alg?: string }
+
+export class JwksKeySource {
+  private keys = new Map<string, Key>()
+  private fetchedAt = 0
+  private attemptedAt = 0
+  private inflight: Promise<void> | undefined
+  /** How many times the endpoint was fetched (for tests and metrics). */
+  fetches = 0
+
+  constructor (private readonly url: string, private readonly opts: JwksOptions) {}
+
+  async getKey (kid: string | undefined, alg: string): Promise<string> {
+    if (this.fetchedAt === 0 || Date.now() - this.fetchedAt > this.opts.cacheTtl) await this.refresh(true)
+    let key = this.find(kid)
+    if (key === undefined && Date.now() - this.attemptedAt >= this.opts.minRefetchInterval) {
+      await this.refresh(false)
+      key = this.find(kid)
+    }
+    if (key === undefined) throw new UnknownKeyError(kid === undefined ? 'token has no kid and the key set has several keys' : 'no key with this kid')
+    if (key.alg !== undefined && key.alg !== alg) throw new UnknownKeyError('the key is not for this algorithm')
+    return key.pem
+  }
+
+  private find (kid: string | undefined): Key | undefined {
+    if (kid !== undefined) return this.keys.get(kid)
+    return this.keys.size === 1 ? this.keys.values().next().value : undefined
+  }
+
+  private async refresh (keepOnFailure: boolean): Promise<void> {
+    this.inflight ??= this.fetchKeys(keepOnFailure).finally(() => { this.inflight = undefined })
+    await this.inflight
+  }
+
+  private async fetchKeys (keepOnFailure: boolean): Promise<void> {
+    this.attemptedAt = Date.now()
+    this.fetches++
+    try {
+      const res = await request(this.url, { headersTimeout: this.opts.fetchTimeout ?? 3000, bodyTimeout: this.opts.fetchTimeout ?? 3000 })
+      if (res.statusCode !== 200) { await res.body.dump(); throw new Error(`JWKS answered ${res.statusCode}`) }
+      const body = await res.body.json() as { keys?: Array<JsonWebKey & { kid?: string, use?: string, alg?: string }> }
+      const keys = new Map<string, Key>()
+      for (const jwk of body.keys ?? []) {
+        if (jwk.use === 'enc') continue
+        try {
+          const pem = createPublicKey({ key: jwk, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString()
+          keys.set(jwk.kid ?? `#${keys.size}`, { pem, ...(jwk.alg !== undefined ? { alg: jwk.alg } : {}) })
+        } catch { /* a key we cannot use (e.g. symmetric) is skipped */ }
+      }
+      this.keys = keys
+      this.fetchedAt = Date.now()
+    } catch (err) {
+      if (!keepOnFailure || this.keys.size === 0) throw err
+    }
+  }
+}

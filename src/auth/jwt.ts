@@ -1,0 +1,96 @@
+// Token verification, built once per config with fast-jwt (the engine behind
+// @fastify/jwt). Each key kind gets its own verifier restricted to the
+// algorithms that fit it: an HS token is only ever checked against the shared
+// secret and an RS/ES token only against public keys, so "HS256 signed with
+// the RSA public key" cannot pass, and `none` is never in any allowlist.
+
+import { createVerifier, TokenError } from 'fast-jwt'
+import type { JwtConfig } from '../config/types.js'
+import { JwksKeySource, UnknownKeyError } from './jwks.js'
+
+export type TokenVerifier = (token: string) => Promise<Record<string, unknown>>
+
+/** Why a token was refused; `detail` is safe to show the client. */
+export class InvalidTokenError extends Error {
+  constructor (readonly detail: string) { super(detail) }
+}
+
+const MAX_TOKEN_LENGTH = 8192
+
+export function createTokenVerifier (cfg: JwtConfig): TokenVerifier {
+  const hsAlgorithms = cfg.algorithms.filter(a => a.startsWith('HS'))
+  const keyAlgorithms = cfg.algorithms.filter(a => !a.startsWith('HS'))
+  const common = {
+    ...(cfg.issuer !== undefined ? { allowedIss: cfg.issuer } : {}),
+    ...(cfg.audience !== undefined ? { allowedAud: cfg.audience } : {}),
+    clockTolerance: cfg.clockTolerance,
+    // Verified tokens are cached (bounded), so a client reusing its token
+    // costs one hash lookup; exp/nbf are still honoured by the cache.
+    cache: 2048,
+    cacheTTL: 600_000,
+  }
+  type Verify = (token: string) => unknown
+  const hs: Verify | undefined = cfg.secret !== undefined && hsAlgorithms.length > 0
+    ? createVerifier({ ...common, key: cfg.secret, algorithms: hsAlgorithms as never })
+    : undefined
+  let asym: Verify | undefined
+  if (keyAlgorithms.length > 0 && cfg.publicKey !== undefined) {
+    asym = createVerifier({ ...common, key: cfg.publicKey, algorithms: keyAlgorithms as never })
+  } else if (keyAlgorithms.length > 0 && cfg.jwksUrl !== undefined) {
+    const jwks = new JwksKeySource(cfg.jwksUrl, { cacheTtl: cfg.jwksCacheTtl, minRefetchInterval: cfg.jwksMinRefetchInterval })
+    asym = createVerifier({
+      ...common,
+      algorithms: keyAlgorithms as never,
+      key: async (decoded: { header: Record<string, unknown> }) => await jwks.getKey(decoded.header.kid as string | undefined, String(decoded.header.alg)),
+    })
+  }
+
+  return async function verifyToken (token) {
+    if (token.length > MAX_TOKEN_LENGTH) throw new InvalidTokenError('token too long')
+    const alg = peekAlgorithm(token)
+    if (alg === undefined) throw new InvalidTokenError('malformed token')
+    const verify = alg.startsWith('HS') ? hs : keyAlgorithms.includes(alg as never) ? asym : undefined
+    if (verify === undefined || !cfg.algorithms.includes(alg as never)) throw new InvalidTokenError('token algorithm not allowed')
+    try {
+      const payload = await verify(token)
+      if (payload === null || typeof payload !== 'object') throw new InvalidTokenError('malformed token')
+      return payload as Record<string, unknown>
+    } catch (err) {
+      throw toInvalidToken(err)
+    }
+  }
+}
+
+/** The `alg` of a compact JWS header, without trusting anything else in it. */
+function peekAlgorithm (token: string): string | undefined {
+  const dot = token.indexOf('.')
+  if (dot <= 0) return undefined
+  try {
+    const header = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString('utf8')) as { alg?: unknown }
+    return typeof header.alg === 'string' ? header.alg : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const DETAILS: Record<string, string> = {
+  [TokenError.codes.expired]: 'token expired',
+  [TokenError.codes.inactive]: 'token not yet valid',
+  [TokenError.codes.invalidSignature]: 'invalid token signature',
+  [TokenError.codes.invalidAlgorithm]: 'token algorithm not allowed',
+  [TokenError.codes.invalidClaimValue]: 'token issuer or audience not accepted',
+  [TokenError.codes.invalidClaimType]: 'token claims are malformed',
+  [TokenError.codes.missingRequiredClaim]: 'token lacks a required claim',
+  [TokenError.codes.missingSignature]: 'token is not signed',
+  [TokenError.codes.malformed]: 'malformed token',
+  [TokenError.codes.invalidPayload]: 'malformed token',
+  [TokenError.codes.invalidKey]: 'token cannot be verified with the configured key',
+  [TokenError.codes.keyFetchingError]: 'no key to verify this token',
+}
+
+function toInvalidToken (err: unknown): InvalidTokenError {
+  if (err instanceof InvalidTokenError) return err
+  if (err instanceof UnknownKeyError) return new InvalidTokenError('no key to verify this token')
+  const code = (err as { code?: string }).code
+  return new InvalidTokenError((code !== undefined ? DETAILS[code] : undefined) ?? 'invalid token')
+}

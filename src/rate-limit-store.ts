@@ -1,0 +1,62 @@
+// The rate-limit store: counters in Redis so every gateway instance shares
+// them, with a local in-memory store standing in while Redis is unreachable.
+// The switch is per call: no request waits for Redis to come back, and the
+// shared counters are used again as soon as the connection is ready.
+
+import type { RedisConnection } from './redis.js'
+// @fastify/rate-limit ships these stores as plain CommonJS modules.
+import RedisStoreModule from '@fastify/rate-limit/store/RedisStore.js'
+import LocalStoreModule from '@fastify/rate-limit/store/LocalStore.js'
+
+type IncrCallback = (err: Error | null, res?: { current: number, ttl: number }) => void
+
+interface Store {
+  incr: (key: string, cb: IncrCallback, timeWindow: number, max: number) => void
+  child: (routeOptions: RouteStoreOptions) => Store
+}
+
+interface RouteStoreOptions {
+  continueExceeding?: boolean
+  exponentialBackoff?: boolean
+  routeInfo: { method: string | string[], url: string, config?: { routeId?: string } }
+}
+
+type StoreCtor = new (...args: unknown[]) => Store
+const RedisStore = RedisStoreModule as unknown as StoreCtor
+const LocalStore = LocalStoreModule as unknown as StoreCtor
+
+export interface FallbackState {
+  /** Calls answered by the local store because Redis failed (for readyz/metrics). */
+  fallbacks: number
+}
+
+/** A store class for @fastify/rate-limit bound to one Redis connection and key prefix. */
+export function fallbackStoreClass (redis: RedisConnection, prefix: string, state: FallbackState): new (opts: unknown) => Store {
+  class FallbackStore implements Store {
+    constructor (
+      _opts: unknown,
+      private readonly shared: Store = new RedisStore(false, false, redis.client, prefix),
+      private readonly local: Store = new LocalStore(false, false, 10_000),
+    ) {}
+
+    incr (key: string, cb: IncrCallback, timeWindow: number, max: number): void {
+      if (redis.state() !== 'up') {
+        state.fallbacks++
+        this.local.incr(key, cb, timeWindow, max)
+        return
+      }
+      this.shared.incr(key, (err, res) => {
+        if (err === null) { cb(null, res); return }
+        state.fallbacks++
+        this.local.incr(key, cb, timeWindow, max)
+      }, timeWindow, max)
+    }
+
+    child (routeOptions: RouteStoreOptions): Store {
+      // One counter per config route id (not per method/URL), as the contract says.
+      const id = routeOptions.routeInfo.config?.routeId ?? `${String(routeOptions.routeInfo.method)}${routeOptions.routeInfo.url}`
+      return new FallbackStore(undefined, new RedisStore(false, false, redis.client, `${prefix}${id}:`), new LocalStore(false, false, 10_000))
+    }
+  }
+  return FallbackStore
+}
