@@ -13,6 +13,8 @@ export interface CompiledPolicy {
   name: string
   auth: PolicyConfig['auth']
   forwardAuthorization: boolean
+  /** The header carrying an API key, never forwarded upstream (the key's name is). */
+  credentialHeader?: string
   /** Resolves the identity or throws 401; undefined for `auth: none`. */
   authenticate: (request: FastifyRequest) => Promise<Identity | undefined>
   /** Throws 403 when the identity lacks what the policy requires. */
@@ -32,6 +34,7 @@ export function compilePolicy (policy: PolicyConfig, deps: AuthDeps): CompiledPo
     name: policy.name,
     auth: policy.auth,
     forwardAuthorization: policy.forwardAuthorization,
+    ...(policy.auth === 'apiKey' && deps.apiKeys !== undefined ? { credentialHeader: deps.apiKeys.header } : {}),
     authenticate: compileAuthenticate(policy, deps),
     authorize: compileAuthorize(policy),
   }

@@ -38,7 +38,11 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
   const handler = createProxyHandler({
     client,
     ...(route.proxy.path !== undefined ? { fillPath: compilePathTemplate(route.proxy.path), templateHasQuery: route.proxy.path.includes('?') } : {}),
-    forward: { forwardAuthorization: policy.forwardAuthorization, trustProxy: ctx.config.server.trustProxy !== false },
+    forward: {
+      forwardAuthorization: policy.forwardAuthorization,
+      trustProxy: ctx.config.server.trustProxy !== false,
+      ...(policy.credentialHeader !== undefined ? { credentialHeader: policy.credentialHeader } : {}),
+    },
   })
   return {
     id: route.id,

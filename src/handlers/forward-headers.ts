@@ -22,6 +22,8 @@ export interface ForwardOptions {
   forwardAuthorization: boolean
   /** The gateway is behind a trusted proxy: extend its x-forwarded-for chain instead of starting a new one. */
   trustProxy: boolean
+  /** A credential header that must not travel upstream (the API-key header of `auth: apiKey` policies). */
+  credentialHeader?: string
 }
 
 export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOptions): Record<string, string | string[]> {
@@ -34,6 +36,7 @@ export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOp
     // Identity headers are the gateway's alone; a client must never set them.
     if (name.startsWith('x-auth-')) continue
     if (name === 'authorization' && !opts.forwardAuthorization) continue
+    if (name === opts.credentialHeader) continue
     if (listed !== undefined && listed.has(name)) continue
     out[name] = value
   }
