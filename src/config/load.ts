@@ -84,6 +84,12 @@ export interface LoadedSource {
   raw: Record<string, unknown>
   map: SourceMap
   problems: ConfigProblem[]
+  /**
+   * True when a file could not be read or parsed, so the combined config is
+   * incomplete and checking it further would only report noise. An unset
+   * variable is not fatal: the rest is still checked and reported with it.
+   */
+  fatal: boolean
   /** The main config file, absolute. */
   file: string
 }
@@ -96,17 +102,18 @@ export function loadConfigSource (file: string, env: NodeJS.ProcessEnv = process
   const problems: ConfigProblem[] = []
   const map = new SourceMap()
   const source = readYaml(main, problems)
-  if (source === undefined) return { raw: {}, map, problems, file: main }
+  const fatal = (): boolean => problems.some(p => !p.message.startsWith(ENV_PROBLEM))
+  if (source === undefined) return { raw: {}, map, problems, fatal: true, file: main }
   map.add({ prefix: [], source, docPath: [], display: [] })
   const converter = new Converter(source, env, problems)
   const value = converter.toValue(source.doc.contents, [])
   if (value === null || value === undefined) {
     problems.push({ file: main, line: 1, path: '', message: 'the file is empty; expected a map of settings' })
-    return { raw: {}, map, problems, file: main }
+    return { raw: {}, map, problems, fatal: true, file: main }
   }
   if (typeof value !== 'object' || Array.isArray(value)) {
     problems.push({ file: main, line: 1, path: '', message: 'expected a map of settings at the top level' })
-    return { raw: {}, map, problems, file: main }
+    return { raw: {}, map, problems, fatal: true, file: main }
   }
   const raw = value as Record<string, unknown>
   for (const key of INCLUDABLE) {
@@ -120,8 +127,10 @@ export function loadConfigSource (file: string, env: NodeJS.ProcessEnv = process
       raw[key] = loadIncluded(target, key, map, env, problems, at)
     }
   }
-  return { raw, map, problems, file: main }
+  return { raw, map, problems, fatal: fatal(), file: main }
 }
+
+const ENV_PROBLEM = 'environment variable '
 
 function isDirectory (path: string): boolean {
   try { return statSync(path).isDirectory() } catch { return false }

@@ -125,6 +125,37 @@ const service = {
   properties: {
     urls: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^https?://' } },
     timeout: duration,
+    retries: { type: 'integer', minimum: 0, maximum: 5 },
+    breaker: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        errorThresholdPercentage: { type: 'number', exclusiveMinimum: 0, maximum: 100 },
+        volumeThreshold: { type: 'integer', minimum: 0 },
+        resetTimeout: duration,
+        rollingCountTimeout: duration,
+      },
+    },
+    passiveHealth: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        failures: { type: 'integer', minimum: 1 },
+        ejectFor: duration,
+      },
+    },
+    healthCheck: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['path', 'interval'],
+      properties: {
+        path: { type: 'string', pattern: '^/' },
+        interval: duration,
+        timeout: duration,
+      },
+    },
+    connections: { type: 'integer', minimum: 1, maximum: 4096 },
+    maxResponseSize: size,
     description: { type: 'string' },
   },
 }

@@ -2,6 +2,8 @@
 // are numbers, defaults are filled in, references are known to resolve.
 
 import type { HTTP_METHODS, JWT_ALGORITHMS } from './schema.js'
+import type { BreakerOptions } from '../upstream/breaker.js'
+import type { ActiveHealthOptions, PassiveHealthOptions } from '../upstream/balancer.js'
 
 export type HttpMethod = typeof HTTP_METHODS[number]
 export type JwtAlgorithm = typeof JWT_ALGORITHMS[number]
@@ -80,6 +82,14 @@ export interface ServiceConfig {
   name: string
   urls: string[]
   timeout: number
+  retries: number
+  breaker: BreakerOptions
+  passiveHealth: PassiveHealthOptions
+  healthCheck?: ActiveHealthOptions
+  /** Most connections kept to each instance. */
+  connections: number
+  /** Largest upstream body an aggregate part buffers. */
+  maxResponseSize: number
 }
 
 export interface ProxyTargetConfig {
@@ -134,7 +144,15 @@ export const DEFAULTS = {
     // gateway never closes a connection the balancer is about to reuse.
     keepAliveTimeout: 72_000,
   },
-  service: { timeout: 10_000 },
+  service: {
+    timeout: 10_000,
+    retries: 0,
+    connections: 128,
+    maxResponseSize: 1024 * 1024,
+    breaker: { errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeout: 10_000, rollingCountTimeout: 10_000 },
+    passiveHealth: { failures: 3, ejectFor: 10_000 },
+    healthCheckTimeout: 2_000,
+  },
   redis: { keyPrefix: 'portico:' },
   jwt: {
     algorithms: ['HS256'] as JwtAlgorithm[],

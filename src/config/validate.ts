@@ -4,9 +4,9 @@
 
 import AjvModule, { type ErrorObject } from 'ajv'
 import FindMyWay from 'find-my-way'
-import { configSchema } from './schema.js'
+import { configSchema, HTTP_METHODS } from './schema.js'
 import { loadConfigSource, type SourceMap } from './load.js'
-import { ConfigError, type ConfigProblem, type FieldPath } from './problems.js'
+import { ConfigError, displayFile, type ConfigProblem, type FieldPath } from './problems.js'
 import { parseDuration, parseSize, DURATION_HINT, SIZE_HINT } from './units.js'
 import {
   DEFAULTS, type AuthConfig, type ClaimValue, type GatewayConfig, type HttpMethod, type JwtAlgorithm, type JwtConfig, type PolicyConfig,
@@ -36,16 +36,27 @@ export interface LoadResult {
 
 /** Loads and validates a config file; throws ConfigError listing every problem. */
 export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
-  const { raw, map, problems, file: main } = loadConfigSource(file, env)
-  if (problems.length > 0) throw new ConfigError(problems)
-  if (!validateSchema(raw)) {
-    throw new ConfigError(schemaProblems(validateSchema.errors ?? [], raw, map))
+  const { raw, map, problems, fatal, file: main } = loadConfigSource(file, env)
+  if (fatal) throw new ConfigError(problems)
+  // A field an earlier stage already faulted (an unset variable, a schema
+  // error) is not reported again by a later one, less clearly.
+  const add = (found: ConfigProblem[]): void => {
+    const earlier = [...problems]
+    problems.push(...found.filter(c => !earlier.some(f => c.path === f.path || c.path.startsWith(f.path + '.') || c.path.startsWith(f.path + '['))))
   }
+  const schemaOk = validateSchema(raw)
+  if (!schemaOk) add(schemaProblems(validateSchema.errors ?? [], raw, map))
   const publicKeys = new Map<string, string>()
-  const checked = [...crossCheck(raw as unknown as RawConfig, map), ...checkAuth(raw as unknown as RawConfig, map, main, publicKeys)]
-  const errors = checked.filter(p => p.warning !== true)
-  if (errors.length > 0) throw new ConfigError(checked)
-  return { config: normalize(raw as unknown as RawConfig, map, main, env, publicKeys), warnings: checked }
+  try {
+    add([...crossCheck(raw as unknown as RawConfig, map), ...checkAuth(raw as unknown as RawConfig, map, main, publicKeys)])
+  } catch (err) {
+    // Cross-checks assume the schema's shape; with schema errors they may
+    // trip over malformed data, and the schema errors already say why.
+    if (schemaOk) throw err
+  }
+  const all = dedupe(problems)
+  if (all.some(p => p.warning !== true)) throw new ConfigError(all)
+  return { config: normalize(raw as unknown as RawConfig, map, main, env, publicKeys), warnings: all }
 }
 
 // ---- the validated shape, before normalization -----------------------------
@@ -85,6 +96,17 @@ interface RawJwt {
   rolesClaim?: string
 }
 
+interface RawService {
+  urls: string[]
+  timeout?: string | number
+  retries?: number
+  breaker?: { errorThresholdPercentage?: number, volumeThreshold?: number, resetTimeout?: string | number, rollingCountTimeout?: string | number }
+  passiveHealth?: { failures?: number, ejectFor?: string | number }
+  healthCheck?: { path: string, interval: string | number, timeout?: string | number }
+  connections?: number
+  maxResponseSize?: string | number
+}
+
 interface RawConfig {
   server?: Partial<Record<keyof ServerConfig, unknown>>
   redis?: { url?: string, keyPrefix?: string }
@@ -93,8 +115,18 @@ interface RawConfig {
     apiKeys?: { header?: string, keys: Record<string, { key: string, roles?: string[], scopes?: string[] }> }
   }
   policies?: Record<string, RawPolicy>
-  services: Record<string, { urls: string[], timeout?: string | number }>
+  services: Record<string, RawService>
   routes: RawRoute[]
+}
+
+function dedupe (problems: ConfigProblem[]): ConfigProblem[] {
+  const seen = new Set<string>()
+  return problems.filter(p => {
+    const key = `${p.file}:${p.line}:${p.path}:${p.message}`
+    if (seen.has(key)) return false
+    seen.add(key)
+    return true
+  })
 }
 
 // ---- schema errors → problems -------------------------------------------------
@@ -219,7 +251,7 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
     const first = ids.get(route.id)
     if (first !== undefined) {
       const loc = map.locate(first)
-      at(here('id'), `duplicate route id "${route.id}" (first defined at ${loc.file}:${loc.line})`)
+      at(here('id'), `duplicate route id "${route.id}" (first defined at ${displayFile(loc.file)}:${loc.line})`)
     } else ids.set(route.id, here('id'))
 
     if (!(route.policy in policies)) at(here('policy'), `unknown policy "${route.policy}"${knownList(Object.keys(policies))}`)
@@ -231,6 +263,7 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
 
     const methods = methodsOf(route)
     for (const method of methods) {
+      if (!(HTTP_METHODS as readonly string[]).includes(method)) continue // the schema reports it
       try {
         router.on(method, route.path, () => {})
       } catch (err) {
@@ -366,6 +399,38 @@ function methodsOf (route: RawRoute): HttpMethod[] {
 
 // ---- normalization -------------------------------------------------------------------
 
+function normalizeService (name: string, svc: RawService): ServiceConfig {
+  const d = DEFAULTS.service
+  const timeout = parseDuration(svc.timeout) ?? d.timeout
+  const b = svc.breaker ?? {}
+  const out: ServiceConfig = {
+    name,
+    urls: svc.urls,
+    timeout,
+    retries: svc.retries ?? d.retries,
+    breaker: {
+      errorThresholdPercentage: b.errorThresholdPercentage ?? d.breaker.errorThresholdPercentage,
+      volumeThreshold: b.volumeThreshold ?? d.breaker.volumeThreshold,
+      resetTimeout: parseDuration(b.resetTimeout) ?? d.breaker.resetTimeout,
+      rollingCountTimeout: parseDuration(b.rollingCountTimeout) ?? d.breaker.rollingCountTimeout,
+    },
+    passiveHealth: {
+      failures: svc.passiveHealth?.failures ?? d.passiveHealth.failures,
+      ejectFor: parseDuration(svc.passiveHealth?.ejectFor) ?? d.passiveHealth.ejectFor,
+    },
+    connections: svc.connections ?? d.connections,
+    maxResponseSize: parseSize(svc.maxResponseSize) ?? d.maxResponseSize,
+  }
+  if (svc.healthCheck !== undefined) {
+    out.healthCheck = {
+      path: svc.healthCheck.path,
+      interval: parseDuration(svc.healthCheck.interval) ?? 10_000,
+      timeout: parseDuration(svc.healthCheck.timeout) ?? Math.min(d.healthCheckTimeout, timeout),
+    }
+  }
+  return out
+}
+
 function normalizeRateLimit (r: RawRateLimit | undefined): RateLimitConfig | undefined {
   if (r === undefined) return undefined
   return { max: r.max, window: parseDuration(r.window) ?? 60_000, key: r.key ?? DEFAULTS.rateLimitKey }
@@ -438,7 +503,7 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
   }
   const services = new Map<string, ServiceConfig>()
   for (const [name, svc] of Object.entries(raw.services)) {
-    services.set(name, { name, urls: svc.urls, timeout: parseDuration(svc.timeout) ?? DEFAULTS.service.timeout })
+    services.set(name, normalizeService(name, svc))
   }
   const routes: RouteConfig[] = raw.routes.map((r, i) => {
     const loc = map.locate(['routes', i])
