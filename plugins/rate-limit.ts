@@ -17,7 +17,16 @@ export interface PorticoRateLimitOptions {
   state: FallbackState
 }
 
+/** Longest the gateway waits at start for its first Redis connection attempt to succeed or fail. */
+const REDIS_STARTUP_WAIT = 2000
+
 export default fp<PorticoRateLimitOptions>(async function rateLimitPlugin (app, opts) {
+  const redis = opts.redis
+  if (redis !== undefined) {
+    // Serve no request before Redis has answered (or refused): otherwise a freshly started
+    // instance counts its first requests locally, unshared with the other instances.
+    app.addHook('onReady', async () => { await redis.settled(REDIS_STARTUP_WAIT) })
+  }
   await app.register(rateLimit, {
     global: false,
     hook: 'preParsing',

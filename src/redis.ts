@@ -12,6 +12,8 @@ export interface RedisConnection {
   client: Redis
   state: () => RedisState
   close: () => Promise<void>
+  /** Resolves once the first connection attempt succeeded or failed, or after `ms`; then the state. */
+  settled: (ms: number) => Promise<RedisState>
 }
 
 export interface RedisOptions {
@@ -22,6 +24,8 @@ export interface RedisOptions {
 export function connectRedis (url: string, log: FastifyBaseLogger, opts: RedisOptions = {}): RedisConnection {
   let up = false
   let outageLogged = false
+  let settle: () => void = () => {}
+  const firstAttempt = new Promise<void>(resolve => { settle = resolve })
   const client = new Redis(url, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -33,11 +37,13 @@ export function connectRedis (url: string, log: FastifyBaseLogger, opts: RedisOp
   })
   client.on('ready', () => {
     up = true
+    settle()
     if (outageLogged) log.info('redis is back: shared stores in use again')
     outageLogged = false
   })
   const down = (err?: Error): void => {
     up = false
+    settle()
     if (!outageLogged) {
       outageLogged = true
       log.warn({ err: err?.message }, 'redis unreachable: falling back to local stores until it returns')
@@ -51,6 +57,12 @@ export function connectRedis (url: string, log: FastifyBaseLogger, opts: RedisOp
     close: async () => {
       client.removeAllListeners('close')
       client.disconnect()
+    },
+    settled: async (ms) => {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([firstAttempt, new Promise<void>(resolve => { timer = setTimeout(resolve, ms) })])
+      clearTimeout(timer)
+      return up ? 'up' : 'down'
     },
   }
 }

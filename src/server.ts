@@ -44,7 +44,18 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
     app,
     config,
     addresses,
-    stop: async () => { await app.close(); await closeDemo() },
+    stop: async () => {
+      // app.close() closes idle keep-alive connections only once; a connection
+      // that finishes its last request while draining would then hold the
+      // server open until keepAliveTimeout. Close each as soon as it goes idle.
+      const sweep = setInterval(() => { app.server.closeIdleConnections() }, 100)
+      try {
+        await app.close()
+      } finally {
+        clearInterval(sweep)
+      }
+      await closeDemo()
+    },
   }
 }
 

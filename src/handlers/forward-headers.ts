@@ -15,6 +15,8 @@ const NOT_FORWARDED_UP = new Set([
 const NOT_FORWARDED_DOWN = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
   'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings',
+  // The gateway's own request id is on the response already (plugins/request-id), matching its logs.
+  'x-request-id',
 ])
 
 export interface ForwardOptions {

@@ -6,6 +6,10 @@ import type { PathFiller } from '../compile/template.js'
 import type { ServiceClient } from '../upstream/client.js'
 import { copyResponseHeaders, upstreamRequestHeaders, type ForwardOptions } from './forward-headers.js'
 import { rawBodyOf } from '../compile/body.js'
+import { GatewayError } from '../errors.js'
+
+/** A `.` or `..` segment, also percent-encoded: many upstreams resolve them, which would escape the route's prefix. */
+const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)/i
 
 export interface ProxyPlan {
   client: ServiceClient
@@ -29,6 +33,9 @@ export function createProxyHandler (plan: ProxyPlan): RouteHandlerMethod {
         headers: request.headers,
         auth: request.auth?.claims,
       }) + (q === -1 ? '' : (templateHasQuery ? '&' : '?') + path.slice(q + 1))
+    } else {
+      const q = path.indexOf('?')
+      if (DOT_SEGMENT.test(q === -1 ? path : path.slice(0, q))) throw new GatewayError('BAD_REQUEST', 'a path segment may not be "." or ".."')
     }
     const res = await client.call({
       method: request.method,

@@ -1,0 +1,235 @@
+// Request validation (DESIGN.md "Request pipeline" step 6, "Errors"): routes
+// with a `schema` reject bad requests before any upstream call, list every
+// failing field, refuse bodies that are not JSON, and forward a valid body
+// byte for byte.
+import t from 'tap'
+import type { LightMyRequestResponse } from 'fastify'
+import { buildFromFiles, simpleConfig } from '../helpers/gateway.js'
+import { startUpstream, type Upstream } from '../helpers/upstream.js'
+import { listen, rawRequest } from '../helpers/http.js'
+
+// A subtest (the last overload of t.test takes only the callback).
+type Test = Parameters<Parameters<typeof t.test>[0]>[0]
+
+async function upstream (t: Test): Promise<Upstream> {
+  const up = await startUpstream((_req, res) => {
+    res.writeHead(201, { 'content-type': 'application/json' })
+    res.end('{"created":true}')
+  })
+  t.teardown(up.close)
+  return up
+}
+
+const ROUTES = `
+- id: create-order
+  method: POST
+  path: /api/orders
+  policy: public
+  schema:
+    body:
+      type: object
+      required: [sku, qty]
+      properties:
+        sku: { type: string, minLength: 1 }
+        qty: { type: integer, minimum: 1 }
+        note: { type: string }
+  proxy: { service: backend, path: /orders }
+- id: search
+  method: GET
+  path: /api/search
+  policy: public
+  schema:
+    querystring:
+      type: object
+      required: [q]
+      properties:
+        q: { type: string, minLength: 1 }
+        limit: { type: integer, maximum: 50 }
+  proxy: { service: backend, path: /search }
+`
+
+interface Problem {
+  code: string
+  status: number
+  detail: string
+  requestId: string
+  errors?: Array<{ field: string, message: string }>
+}
+
+/** Checks the problem+json shape, status and code; returns the body. */
+function problem (t: Test, res: LightMyRequestResponse | { statusCode: number, headers: Record<string, unknown>, body: string }, status: number, code: string): Problem {
+  t.equal(res.statusCode, status, `status ${status}`)
+  t.match(res.headers['content-type'], /^application\/problem\+json(;|$)/, 'problem+json')
+  const body = JSON.parse(res.body) as Problem
+  t.equal(body.code, code, `code ${code}`)
+  t.equal(body.status, status)
+  t.equal(body.requestId, res.headers['x-request-id'])
+  t.notMatch(res.body, /\bat .*\(.*:\d+:\d+\)|node:internal|\.ts:\d+/, 'no stack trace')
+  return body
+}
+
+/** The failing fields of a VALIDATION_FAILED answer, sorted; each must come with a message. */
+function failingFields (t: Test, body: Problem): string[] {
+  t.ok(Array.isArray(body.errors), 'errors is a list')
+  const errors = body.errors ?? []
+  for (const e of errors) {
+    t.type(e.field, 'string')
+    t.type(e.message, 'string')
+    t.not(e.message, '', `${e.field} has a message`)
+  }
+  return [...new Set(errors.map(e => e.field))].sort()
+}
+
+const JSON_TYPE = { 'content-type': 'application/json' }
+
+t.test('missing required fields: 400 VALIDATION_FAILED naming each of them, nothing reaches the upstream', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
+  const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: '{}' })
+  const body = problem(t, res, 400, 'VALIDATION_FAILED')
+  t.same(failingFields(t, body), ['body.qty', 'body.sku'])
+  t.ok(body.errors?.every(e => e.message === 'is required'), 'each says it is required')
+  t.match(body.detail, /body\.sku/)
+  t.match(body.detail, /body\.qty/)
+  t.equal(up.hits(), 0)
+})
+
+t.test('wrong-typed and missing fields together are all listed at once', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
+  const cases: Array<[string, string[]]> = [
+    ['{"sku": {"a": 1}, "qty": "many", "note": {"x": 1}}', ['body.note', 'body.qty', 'body.sku']],
+    ['{"qty": 1.5}', ['body.qty', 'body.sku']],
+    ['{"sku": "", "qty": 0}', ['body.qty', 'body.sku']],
+  ]
+  for (const [payload, fields] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload })
+    const body = problem(t, res, 400, 'VALIDATION_FAILED')
+    t.same(failingFields(t, body), fields, payload)
+  }
+  // A body that is JSON but not an object fails the top-level type.
+  const notObject = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: '[1, 2]' })
+  problem(t, notObject, 400, 'VALIDATION_FAILED')
+  t.equal(up.hits(), 0)
+})
+
+t.test('values of another JSON type are refused, not coerced (the upstream would get the original bytes)', {
+  todo: 'src/app.ts gives Fastify\'s ajv coerceTypes: "array" for every part, body included: "2" passes as an integer, 123 as a string, [x] as x, yet the raw uncoerced bytes are forwarded',
+}, async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
+  const cases: Array<[string, string[]]> = [
+    ['{"sku": 123, "qty": "2"}', ['body.qty', 'body.sku']],
+    ['{"sku": ["a"], "qty": true}', ['body.qty', 'body.sku']],
+    ['{"sku": "a", "qty": 1, "note": false}', ['body.note']],
+  ]
+  for (const [payload, fields] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload })
+    const body = problem(t, res, 400, 'VALIDATION_FAILED')
+    t.same(failingFields(t, body), fields, payload)
+  }
+  t.equal(up.hits(), 0)
+})
+
+t.test('malformed or empty JSON is 400 BAD_REQUEST before the upstream', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
+  for (const payload of ['{"sku": "a", "qty": 1', '{sku: "a"}', 'not json', '']) {
+    const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload })
+    const body = problem(t, res, 400, 'BAD_REQUEST')
+    t.equal(body.errors, undefined, `no field list for ${JSON.stringify(payload)}`)
+  }
+  t.equal(up.hits(), 0)
+})
+
+t.test('a body that is not JSON is 415 UNSUPPORTED_MEDIA_TYPE before the upstream', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
+  const valid = '{"sku":"a","qty":1}'
+  for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml', 'multipart/form-data; boundary=x']) {
+    const res = await app.inject({ method: 'POST', url: '/api/orders', headers: { 'content-type': type }, payload: valid })
+    problem(t, res, 415, 'UNSUPPORTED_MEDIA_TYPE')
+  }
+  t.equal(up.hits(), 0)
+})
+
+t.test('a valid body reaches the upstream byte for byte, for application/json and +json types', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
+  // Odd spacing, key order, escapes and non-ASCII: any re-serialization would change these bytes.
+  const body = Buffer.from('{ "qty" :2,\n\t"sku":"a\\u00e9\\/b",   "note": "zoë 😀", "extra": [1.50, {"z":1,"a":2}] }\n', 'utf8')
+  const types = ['application/json', 'application/json; charset=utf-8', 'application/vnd.x+json', 'application/problem+json']
+  for (const type of types) {
+    const res = await app.inject({ method: 'POST', url: '/api/orders?src=test', headers: { 'content-type': type }, payload: body })
+    t.equal(res.statusCode, 201, `${type}: the upstream's status`)
+    t.equal(res.body, '{"created":true}', `${type}: the upstream's body`)
+    const seen = up.seen.at(-1)
+    t.equal(seen?.method, 'POST')
+    t.equal(seen?.url, '/orders?src=test')
+    t.equal(seen?.headers['content-type'], type, `${type}: content-type forwarded`)
+    t.ok(seen?.body.equals(body), `${type}: body forwarded byte for byte`)
+  }
+  t.equal(up.hits(), types.length)
+})
+
+t.test('a failing querystring schema is 400 VALIDATION_FAILED before the upstream', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
+  const missing = problem(t, await app.inject({ url: '/api/search' }), 400, 'VALIDATION_FAILED')
+  t.same(failingFields(t, missing), ['querystring.q'])
+  const several = problem(t, await app.inject({ url: '/api/search?q=&limit=many' }), 400, 'VALIDATION_FAILED')
+  t.same(failingFields(t, several), ['querystring.limit', 'querystring.q'])
+  const tooBig = problem(t, await app.inject({ url: '/api/search?q=x&limit=51' }), 400, 'VALIDATION_FAILED')
+  t.same(failingFields(t, tooBig), ['querystring.limit'])
+  t.equal(up.hits(), 0)
+
+  // Query values are strings on the wire: a numeric one passes, and the query goes upstream unchanged.
+  const ok = await app.inject({ url: '/api/search?q=shoes&limit=10' })
+  t.equal(ok.statusCode, 201)
+  t.equal(up.seen[0].url, '/search?q=shoes&limit=10')
+  t.equal(up.hits(), 1)
+})
+
+t.test('a JSON body over server.bodyLimit is 413 PAYLOAD_TOO_LARGE before the upstream', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES, 'server:\n  bodyLimit: 1kb\n') })
+  const big = JSON.stringify({ sku: 'a', qty: 1, note: 'x'.repeat(2000) })
+  problem(t, await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: big }), 413, 'PAYLOAD_TOO_LARGE')
+
+  // Chunked, so no content-length announces the size: still refused once over the limit.
+  const port = await listen(app)
+  const chunks = [Buffer.from('{"sku":"a","qty":1,"note":"'), Buffer.from('y'.repeat(600)), Buffer.from('y'.repeat(600)), Buffer.from('"}')]
+  const raw = await rawRequest(port, { method: 'POST', path: '/api/orders', headers: JSON_TYPE, body: chunks })
+  problem(t, { statusCode: raw.status, headers: raw.headers, body: raw.body.toString('utf8') }, 413, 'PAYLOAD_TOO_LARGE')
+  t.equal(up.hits(), 0)
+
+  // Just under the limit is fine.
+  const small = JSON.stringify({ sku: 'a', qty: 1, note: 'x'.repeat(900) })
+  const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: small })
+  t.equal(res.statusCode, 201)
+  t.equal(up.hits(), 1)
+})
+
+t.test('the rate limit (step 5) runs before validation (step 6): invalid requests count, and a limited one is 429', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': simpleConfig(up.url, `
+- id: limited-order
+  method: POST
+  path: /api/orders
+  policy: public
+  rateLimit: { max: 2, window: 1m }
+  schema: { body: { type: object, required: [sku] } }
+  proxy: { service: backend, path: /orders }
+`),
+  })
+  const bad = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: '{}' })
+  problem(t, bad, 400, 'VALIDATION_FAILED')
+  t.equal(bad.headers['ratelimit-remaining'], '1', 'the invalid request was counted')
+  const good = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: '{"sku":"a"}' })
+  t.equal(good.statusCode, 201)
+  t.equal(good.headers['ratelimit-remaining'], '0')
+  const limited = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: '{}' })
+  problem(t, limited, 429, 'RATE_LIMITED')
+  t.equal(up.hits(), 1)
+})
