@@ -1,25 +1,50 @@
 // The composed call every handler uses to reach a service. The build order is
-// written out here, once: balance across instances → call the instance's pool.
+// written out here, once (as in Lura's proxy factory):
+//
+//   breaker → retry → balance → instance pool (timeout inside undici)
+//
+// The breaker is outermost so it counts one logical call however many
+// attempts it took, and fails fast before any work while open. Retries sit
+// outside the balancer so each attempt can go to another instance.
 
 import type { ServiceConfig } from '../config/types.js'
 import { createInstancePool, type InstancePool } from './pool.js'
-import { roundRobin } from './balancer.js'
+import { createBalancer, type Balancer } from './balancer.js'
+import { createBreaker, type ServiceBreaker } from './breaker.js'
+import { withRetry } from './retry.js'
 import type { UpstreamCall } from './types.js'
 
 export interface ServiceClient {
   name: string
   /** Default timeout for calls to this service (ms). */
   timeout: number
+  /** Largest upstream body an aggregate part buffers (bytes). */
+  maxResponseSize: number
   call: UpstreamCall
+  breaker: ServiceBreaker
+  balancer: Balancer
   close: () => Promise<void>
 }
 
 export function createServiceClient (service: ServiceConfig): ServiceClient {
-  const instances: InstancePool[] = service.urls.map(url => createInstancePool(service.name, url))
+  const instances: InstancePool[] = service.urls.map(url => createInstancePool(service.name, url, {
+    connections: service.connections,
+    keepAliveTimeout: 30_000,
+    connectTimeout: Math.min(service.timeout, 5_000),
+  }))
+  const balancer = createBalancer(instances, service.passiveHealth, service.healthCheck)
+  const breaker = createBreaker(service.name, withRetry(balancer.call, { retries: service.retries }), service.breaker)
   return {
     name: service.name,
     timeout: service.timeout,
-    call: roundRobin(instances.map(i => i.call)),
-    close: async () => { await Promise.all(instances.map(i => i.close())) },
+    maxResponseSize: service.maxResponseSize,
+    call: breaker.call,
+    breaker,
+    balancer,
+    close: async () => {
+      balancer.close()
+      breaker.shutdown()
+      await Promise.all(instances.map(i => i.close()))
+    },
   }
 }

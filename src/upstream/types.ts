@@ -14,6 +14,8 @@ export interface UpstreamRequest {
   body?: Readable | Buffer | string | null
   /** Milliseconds until the response headers must have arrived. */
   timeout: number
+  /** Absolute time (ms since epoch) after which no attempt may start (aggregate deadline). */
+  deadline?: number
 }
 
 export interface UpstreamResponse {

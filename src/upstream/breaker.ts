@@ -1,0 +1,99 @@
+// One opossum circuit breaker per service, shared by its proxy and aggregate
+// calls. Failures are connection errors, timeouts and 5xx answers; 4xx are
+// the client's business and count as successes. While open, calls fail at
+// once with 503 CIRCUIT_OPEN and a retry-after of the time left; after
+// resetTimeout one trial call is let through (half-open).
+
+import CircuitBreaker from 'opossum'
+import { GatewayError } from '../errors.js'
+import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
+
+export interface BreakerOptions {
+  errorThresholdPercentage: number
+  volumeThreshold: number
+  resetTimeout: number
+  rollingCountTimeout: number
+}
+
+export const DEFAULT_BREAKER: BreakerOptions = {
+  errorThresholdPercentage: 50,
+  volumeThreshold: 5,
+  resetTimeout: 10_000,
+  rollingCountTimeout: 10_000,
+}
+
+export type BreakerState = 'closed' | 'open' | 'halfOpen'
+
+export interface BreakerSnapshot {
+  service: string
+  state: BreakerState
+  /** Seconds until a trial call is let through (open only). */
+  retryAfter?: number
+  stats: { fires: number, failures: number, successes: number, rejects: number, timeouts: number }
+}
+
+/** A 5xx answer: thrown inside the breaker so it counts, unwrapped outside so the client still gets the answer. */
+class FailedStatus extends Error {
+  constructor (readonly response: UpstreamResponse) { super(`upstream answered ${response.statusCode}`) }
+}
+
+export interface ServiceBreaker {
+  call: UpstreamCall
+  snapshot: () => BreakerSnapshot
+  /** Subscribe to state changes (logging, metrics). */
+  onChange: (listener: (state: BreakerState) => void) => void
+  shutdown: () => void
+}
+
+export function createBreaker (service: string, inner: UpstreamCall, opts: BreakerOptions): ServiceBreaker {
+  const breaker = new CircuitBreaker(async (req: UpstreamRequest) => {
+    const res = await inner(req)
+    if (res.statusCode >= 500) throw new FailedStatus(res)
+    return res
+  }, {
+    // Timeouts are the pool's job (undici timers), not a second timer per call.
+    timeout: false,
+    errorThresholdPercentage: opts.errorThresholdPercentage,
+    volumeThreshold: opts.volumeThreshold,
+    resetTimeout: opts.resetTimeout,
+    rollingCountTimeout: opts.rollingCountTimeout,
+    rollingCountBuckets: 10,
+    name: service,
+  })
+  let openedAt = 0
+  const listeners: Array<(state: BreakerState) => void> = []
+  const emit = (state: BreakerState): void => { for (const l of listeners) l(state) }
+  breaker.on('open', () => { openedAt = Date.now(); emit('open') })
+  breaker.on('halfOpen', () => { emit('halfOpen') })
+  breaker.on('close', () => { emit('closed') })
+
+  const retryAfter = (): number => Math.max(1, Math.ceil((openedAt + opts.resetTimeout - Date.now()) / 1000))
+  const state = (): BreakerState => breaker.opened ? 'open' : breaker.halfOpen ? 'halfOpen' : 'closed'
+
+  return {
+    async call (req) {
+      try {
+        return await breaker.fire(req)
+      } catch (err) {
+        if (err instanceof FailedStatus) return err.response
+        if ((err as { code?: string }).code === 'EOPENBREAKER') {
+          const seconds = breaker.halfOpen ? 1 : retryAfter()
+          throw new GatewayError('CIRCUIT_OPEN', `service "${service}" is failing; calls are paused`, { headers: { 'retry-after': String(seconds) } })
+        }
+        throw err
+      }
+    },
+    snapshot () {
+      const s = breaker.stats
+      const st = state()
+      return {
+        service,
+        state: st,
+        ...(st === 'open' ? { retryAfter: retryAfter() } : {}),
+        stats: { fires: s.fires, failures: s.failures, successes: s.successes, rejects: s.rejects, timeouts: s.timeouts },
+      }
+    },
+    onChange (listener) { listeners.push(listener) },
+    shutdown () { breaker.shutdown() },
+  }
+}
