@@ -13,7 +13,8 @@ import { connectRedis, type RedisConnection } from './redis.js'
 import type { FallbackState } from './rate-limit-store.js'
 import { mountRoutes } from './mount-routes.js'
 import requestId, { genRequestId } from '../plugins/request-id.js'
-import errorHandler from '../plugins/error-handler.js'
+import errorHandler, { sendProblem, toGatewayError } from '../plugins/error-handler.js'
+import { compileRouteValidator } from './compile/validators.js'
 import accessLog from '../plugins/access-log.js'
 import auth from '../plugins/auth.js'
 import rateLimit from '../plugins/rate-limit.js'
@@ -47,9 +48,13 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
     exposeHeadRoutes: false,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 500 },
-    // Report every failing field, and never rewrite what the client sent: the raw body is what goes upstream.
-    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: false } },
+    // Malformed URLs and over-long params are answered as problem+json too.
+    frameworkErrors: (err, request, reply) => {
+      reply.header('x-request-id', request.id)
+      return sendProblem(request, reply, toGatewayError(err))
+    },
   })
+  app.setValidatorCompiler(compileRouteValidator)
   app.server.headersTimeout = server.headersTimeout
 
   const redis: RedisConnection | undefined = config.redis.url !== '' ? connectRedis(config.redis.url, app.log) : undefined

@@ -33,7 +33,7 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
   }
   const app = await buildGateway(config, { logger })
   try {
-    await app.listen({ host: config.server.host, port: config.server.port, listenTextResolver: () => '' })
+    await app.listen({ host: config.server.host, port: config.server.port, listenTextResolver: (address) => `listening on ${address}` })
   } catch (err) {
     await app.close()
     await closeDemo()

@@ -28,7 +28,13 @@ export class JwksKeySource {
   constructor (private readonly url: string, private readonly opts: JwksOptions) {}
 
   async getKey (kid: string | undefined, alg: string): Promise<string> {
-    if (this.fetchedAt === 0 || Date.now() - this.fetchedAt > this.opts.cacheTtl) await this.refresh(true)
+    const stale = this.fetchedAt === 0 || Date.now() - this.fetchedAt > this.opts.cacheTtl
+    // Expired keys are refreshed; after a failed attempt the old keys keep
+    // serving and retries are spaced like unknown-kid refetches — also while
+    // no key was ever loaded, so an identity provider that is down is not
+    // hammered once per request.
+    const lastFailed = this.attemptedAt > this.fetchedAt
+    if (stale && (!lastFailed || Date.now() - this.attemptedAt >= this.opts.minRefetchInterval)) await this.refresh(true)
     let key = this.find(kid)
     if (key === undefined && Date.now() - this.attemptedAt >= this.opts.minRefetchInterval) {
       await this.refresh(false)

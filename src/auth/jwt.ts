@@ -23,6 +23,10 @@ export function createTokenVerifier (cfg: JwtConfig): TokenVerifier {
   const common = {
     ...(cfg.issuer !== undefined ? { allowedIss: cfg.issuer } : {}),
     ...(cfg.audience !== undefined ? { allowedAud: cfg.audience } : {}),
+    // fast-jwt checks iss/aud only when the token carries them; a configured
+    // issuer or audience must also be present, or leaving it out would pass.
+    // `sub` is the identity sent upstream and the key of per-user limits.
+    requiredClaims: ['sub', ...(cfg.issuer !== undefined ? ['iss'] : []), ...(cfg.audience !== undefined ? ['aud'] : [])],
     clockTolerance: cfg.clockTolerance,
     // Verified tokens are cached (bounded), so a client reusing its token
     // costs one hash lookup; exp/nbf are still honoured by the cache.

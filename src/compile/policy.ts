@@ -13,7 +13,7 @@ export interface CompiledPolicy {
   name: string
   auth: PolicyConfig['auth']
   forwardAuthorization: boolean
-  /** The header carrying an API key, never forwarded upstream (the key's name is). */
+  /** The configured API-key header, never forwarded upstream on any route (the key's name is, as x-auth-sub). */
   credentialHeader?: string
   /** Resolves the identity or throws 401; undefined for `auth: none`. */
   authenticate: (request: FastifyRequest) => Promise<Identity | undefined>
@@ -34,7 +34,8 @@ export function compilePolicy (policy: PolicyConfig, deps: AuthDeps): CompiledPo
     name: policy.name,
     auth: policy.auth,
     forwardAuthorization: policy.forwardAuthorization,
-    ...(policy.auth === 'apiKey' && deps.apiKeys !== undefined ? { credentialHeader: deps.apiKeys.header } : {}),
+    // An API key is a credential wherever it is sent: never forwarded, on any route.
+    ...(deps.apiKeys !== undefined ? { credentialHeader: deps.apiKeys.header } : {}),
     authenticate: compileAuthenticate(policy, deps),
     authorize: compileAuthorize(policy),
   }

@@ -113,9 +113,7 @@ t.test('wrong-typed and missing fields together are all listed at once', async t
   t.equal(up.hits(), 0)
 })
 
-t.test('values of another JSON type are refused, not coerced (the upstream would get the original bytes)', {
-  todo: 'src/app.ts gives Fastify\'s ajv coerceTypes: "array" for every part, body included: "2" passes as an integer, 123 as a string, [x] as x, yet the raw uncoerced bytes are forwarded',
-}, async t => {
+t.test('values of another JSON type are refused, not coerced (the upstream would get the original bytes)', async t => {
   const up = await upstream(t)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
   const cases: Array<[string, string[]]> = [
