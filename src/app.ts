@@ -29,6 +29,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     gatewayConfig: GatewayConfig
     routePlans: RoutePlan[]
+    serviceClients: Map<string, ServiceClient>
   }
 }
 
@@ -59,7 +60,14 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
 
   const redis: RedisConnection | undefined = config.redis.url !== '' ? connectRedis(config.redis.url, app.log) : undefined
   const clients = new Map<string, ServiceClient>()
-  for (const svc of config.services.values()) clients.set(svc.name, createServiceClient(svc))
+  for (const svc of config.services.values()) {
+    const client = createServiceClient(svc)
+    client.breaker.onChange(state => {
+      const level = state === 'closed' ? 'info' : 'warn'
+      app.log[level]({ service: svc.name, breaker: state }, `circuit breaker for ${svc.name} is ${state}`)
+    })
+    clients.set(svc.name, client)
+  }
   app.addHook('onClose', async () => {
     await Promise.all([...clients.values()].map(c => c.close()))
     await redis?.close()
@@ -69,6 +77,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   const plans = config.routes.map(route => compileRoutePlan(route, { config, clients, policies }))
   app.decorate('gatewayConfig', config)
   app.decorate('routePlans', plans)
+  app.decorate('serviceClients', clients)
 
   const rateLimitState: FallbackState = { fallbacks: 0 }
   await app.register(requestId)

@@ -5,6 +5,8 @@ import pino from 'pino'
 import type { FastifyInstance } from 'fastify'
 import { loadConfig } from './config/validate.js'
 import { buildGateway } from './app.js'
+import { buildAdminApp } from './admin.js'
+import type { AddressInfo } from 'node:net'
 import { formatProblem, displayFile } from './config/problems.js'
 import type { GatewayConfig } from './config/types.js'
 
@@ -39,7 +41,20 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
     await closeDemo()
     throw err
   }
-  const addresses = app.addresses().map(a => typeof a === 'string' ? a : `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`)
+  const addresses = app.addresses().map(formatAddress)
+  let admin: FastifyInstance | undefined
+  if (config.admin.port > 0) {
+    admin = await buildAdminApp(app)
+    try {
+      await admin.listen({ host: config.admin.host, port: config.admin.port, listenTextResolver: (address) => `admin listening on ${address}` })
+    } catch (err) {
+      await admin.close()
+      await app.close()
+      await closeDemo()
+      throw err
+    }
+    addresses.push(...admin.addresses().map(a => `${formatAddress(a)} (admin)`))
+  }
   return {
     app,
     config,
@@ -50,7 +65,7 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
       // server open until keepAliveTimeout. Close each as soon as it goes idle.
       const sweep = setInterval(() => { app.server.closeIdleConnections() }, 100)
       try {
-        await app.close()
+        await Promise.all([app.close(), admin?.close()])
       } finally {
         clearInterval(sweep)
       }
@@ -81,6 +96,10 @@ export function handleSignals (gw: RunningGateway): void {
   }
   process.on('SIGTERM', () => { shutdown('SIGTERM') })
   process.on('SIGINT', () => { shutdown('SIGINT') })
+}
+
+function formatAddress (a: string | AddressInfo): string {
+  return typeof a === 'string' ? a : `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
 }
 
 export function readyLine (gw: RunningGateway): string {

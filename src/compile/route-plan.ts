@@ -6,8 +6,10 @@ import type { RouteHandlerMethod } from 'fastify'
 import type { GatewayConfig, HttpMethod, RateLimitConfig, RouteConfig, RouteSchema } from '../config/types.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { CompiledPolicy } from './policy.js'
-import { compilePathTemplate } from './template.js'
+import { compilePathTemplate, compileValueTemplate } from './template.js'
 import { createProxyHandler } from '../handlers/proxy.js'
+import { createAggregateHandler } from '../handlers/aggregate.js'
+import type { ForwardOptions } from '../handlers/forward-headers.js'
 
 export interface RoutePlan {
   id: string
@@ -32,18 +34,41 @@ export interface PlanContext {
 export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePlan {
   const policy = ctx.policies.get(route.policy)
   if (policy === undefined) throw new Error(`route ${route.id}: unknown policy ${route.policy}`) // excluded by validation
-  if (route.proxy === undefined) throw new Error(`route ${route.id} has no target`) // excluded by validation
-  const client = ctx.clients.get(route.proxy.service)
-  if (client === undefined) throw new Error(`route ${route.id}: unknown service ${route.proxy.service}`)
-  const handler = createProxyHandler({
-    client,
-    ...(route.proxy.path !== undefined ? { fillPath: compilePathTemplate(route.proxy.path), templateHasQuery: route.proxy.path.includes('?') } : {}),
-    forward: {
-      forwardAuthorization: policy.forwardAuthorization,
-      trustProxy: ctx.config.server.trustProxy !== false,
-      ...(policy.credentialHeader !== undefined ? { credentialHeader: policy.credentialHeader } : {}),
-    },
-  })
+  const forward: ForwardOptions = {
+    forwardAuthorization: policy.forwardAuthorization,
+    trustProxy: ctx.config.server.trustProxy !== false,
+    ...(policy.credentialHeader !== undefined ? { credentialHeader: policy.credentialHeader } : {}),
+  }
+  const client = (service: string): ServiceClient => {
+    const c = ctx.clients.get(service)
+    if (c === undefined) throw new Error(`route ${route.id}: unknown service ${service}`) // excluded by validation
+    return c
+  }
+  let handler: RouteHandlerMethod
+  if (route.proxy !== undefined) {
+    handler = createProxyHandler({
+      client: client(route.proxy.service),
+      ...(route.proxy.path !== undefined ? { fillPath: compilePathTemplate(route.proxy.path), templateHasQuery: route.proxy.path.includes('?') } : {}),
+      forward,
+    })
+  } else if (route.aggregate !== undefined) {
+    handler = createAggregateHandler({
+      forward,
+      parts: route.aggregate.map(part => ({
+        name: part.name,
+        client: client(part.service),
+        fillPath: compilePathTemplate(part.path),
+        query: Object.entries(part.query).map(([k, v]) => [k, compileValueTemplate(v)]),
+        headers: Object.entries(part.headers).map(([k, v]) => [k, compileValueTemplate(v)]),
+        timeout: part.timeout,
+        optional: part.optional,
+        fallbackJson: JSON.stringify(part.fallback ?? null),
+        ...(part.pick !== undefined ? { pick: part.pick } : {}),
+      })),
+    })
+  } else {
+    throw new Error(`route ${route.id} has no target`) // excluded by validation
+  }
   return {
     id: route.id,
     // A GET route answers HEAD too, forwarded as HEAD (not as a GET with the body dropped).
@@ -60,5 +85,6 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
 
 export function describeTarget (route: RouteConfig): string {
   if (route.proxy !== undefined) return `proxy ${route.proxy.service} ${route.proxy.path ?? '(same path)'}`
+  if (route.aggregate !== undefined) return `aggregate ${route.aggregate.map(p => `${p.name}=${p.service}${p.optional ? '?' : ''}`).join(' ')}`
   return '-'
 }

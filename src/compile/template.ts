@@ -122,3 +122,19 @@ function encodePathValue (value: string, keepSlashes: boolean): string {
 export function placeholdersOf (text: string): Placeholder[] {
   return parseTemplate(text).placeholders
 }
+
+export type ValueFiller = (ctx: FillContext) => string
+
+/**
+ * A template for a query or header value: filled as plain text (the caller
+ * encodes it for where it goes). Absent values become empty strings.
+ */
+export function compileValueTemplate (text: string): ValueFiller {
+  const { literals, placeholders } = parseTemplate(text)
+  if (placeholders.length === 0) return () => text
+  return function fillValue (ctx) {
+    let out = literals[0]
+    for (let i = 0; i < placeholders.length; i++) out += (lookup(ctx, placeholders[i]) ?? '') + literals[i + 1]
+    return out
+  }
+}

@@ -44,6 +44,16 @@ export const rateLimit = {
   },
 }
 
+const admin = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    host: { type: 'string', minLength: 1 },
+    port: { type: 'integer', minimum: 0, maximum: 65535 },
+    token: { type: 'string' },
+  },
+}
+
 const redis = {
   type: 'object',
   additionalProperties: false,
@@ -183,6 +193,26 @@ const route = {
         headers: { type: 'object' },
       },
     },
+    aggregate: {
+      type: 'object',
+      minProperties: 1,
+      propertyNames: name,
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['service', 'path'],
+        properties: {
+          service: { type: 'string' },
+          path: { type: 'string', pattern: '^/' },
+          query: { type: 'object', additionalProperties: { type: 'string' } },
+          headers: { type: 'object', propertyNames: { pattern: '^[A-Za-z0-9-]+$' }, additionalProperties: { type: 'string' } },
+          timeout: duration,
+          optional: { type: 'boolean' },
+          fallback: {},
+          pick: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+        },
+      },
+    },
     proxy: {
       type: 'object',
       additionalProperties: false,
@@ -201,6 +231,7 @@ export const configSchema = {
   required: ['services', 'routes'],
   properties: {
     server,
+    admin,
     redis,
     auth,
     policies: { type: 'object', propertyNames: name, additionalProperties: policy },

@@ -24,6 +24,14 @@ export interface ServerConfig {
   keepAliveTimeout: number
 }
 
+export interface AdminConfig {
+  host: string
+  /** 0: no admin listener. */
+  port: number
+  /** Empty: no token required (the listener is on loopback by default). */
+  token: string
+}
+
 export interface RedisConfig {
   /** Empty: no Redis; stores are in memory (one instance only). */
   url: string
@@ -98,6 +106,19 @@ export interface ProxyTargetConfig {
   path?: string
 }
 
+export interface AggregatePartConfig {
+  name: string
+  service: string
+  path: string
+  query: Record<string, string>
+  headers: Record<string, string>
+  /** The part's own timeout, else its service's. */
+  timeout: number
+  optional: boolean
+  fallback: unknown
+  pick?: string[]
+}
+
 export interface RouteSchema {
   body?: object
   querystring?: object
@@ -115,6 +136,8 @@ export interface RouteConfig {
   rateLimit?: RateLimitConfig
   schema?: RouteSchema
   proxy?: ProxyTargetConfig
+  /** Parts in declaration order. */
+  aggregate?: AggregatePartConfig[]
   source: SourceLocation
 }
 
@@ -124,6 +147,7 @@ export interface GatewayConfig {
   /** Every file the config was read from (main, policies, services, routes). */
   files: string[]
   server: ServerConfig
+  admin: AdminConfig
   redis: RedisConfig
   auth: AuthConfig
   policies: Map<string, PolicyConfig>

@@ -9,7 +9,7 @@ import { loadConfigSource, type SourceMap } from './load.js'
 import { ConfigError, displayFile, type ConfigProblem, type FieldPath } from './problems.js'
 import { parseDuration, parseSize, DURATION_HINT, SIZE_HINT } from './units.js'
 import {
-  DEFAULTS, type AuthConfig, type ClaimValue, type GatewayConfig, type HttpMethod, type JwtAlgorithm, type JwtConfig, type PolicyConfig,
+  DEFAULTS, type AggregatePartConfig, type AuthConfig, type ClaimValue, type GatewayConfig, type HttpMethod, type JwtAlgorithm, type JwtConfig, type PolicyConfig,
   type RateLimitConfig, type RateLimitKey, type RouteConfig, type RouteSchema, type ServiceConfig, type ServerConfig,
 } from './types.js'
 import { readFileSync } from 'node:fs'
@@ -72,6 +72,18 @@ interface RawRoute {
   rateLimit?: RawRateLimit
   schema?: RouteSchema
   proxy?: { service: string, path?: string }
+  aggregate?: Record<string, RawPart>
+}
+
+interface RawPart {
+  service: string
+  path: string
+  query?: Record<string, string>
+  headers?: Record<string, string>
+  timeout?: string | number
+  optional?: boolean
+  fallback?: unknown
+  pick?: string[]
 }
 
 interface RawPolicy {
@@ -109,6 +121,7 @@ interface RawService {
 
 interface RawConfig {
   server?: Partial<Record<keyof ServerConfig, unknown>>
+  admin?: { host?: string, port?: number, token?: string }
   redis?: { url?: string, keyPrefix?: string }
   auth?: {
     jwt?: RawJwt
@@ -275,14 +288,31 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
       }
     }
 
-    if (route.proxy === undefined) {
-      at(here(), 'needs a target: proxy')
+    const targets = TARGETS.filter(k => route[k] !== undefined)
+    if (targets.length !== 1) {
+      at(here(), targets.length === 0 ? `needs a target: ${TARGETS.join(' or ')}` : `has several targets (${targets.join(', ')}); a route has exactly one`)
       return
     }
-    if (!(route.proxy.service in raw.services)) {
-      at(here('proxy', 'service'), `unknown service "${route.proxy.service}"${knownList(Object.keys(raw.services))}`)
+    const unknownService = (service: string, path: FieldPath): void => {
+      if (!(service in raw.services)) at(path, `unknown service "${service}"${knownList(Object.keys(raw.services))}`)
     }
-    if (route.proxy.path !== undefined) checkPathTemplate(route.proxy.path, route.path, here('proxy', 'path'), at)
+    if (route.proxy !== undefined) {
+      unknownService(route.proxy.service, here('proxy', 'service'))
+      if (route.proxy.path !== undefined) checkTemplate(route.proxy.path, route.path, here('proxy', 'path'), at, true)
+    }
+    if (route.aggregate !== undefined) {
+      const other = methodsOf(route).filter(m => m !== 'GET' && m !== 'HEAD')
+      if (other.length > 0) at(here('method'), `an aggregate route answers GET only (not ${other.join(', ')})`)
+      if (route.schema?.body !== undefined) at(here('schema', 'body'), 'an aggregate route has no request body')
+      for (const [name, part] of Object.entries(route.aggregate)) {
+        const at2 = (...rest: string[]): FieldPath => here('aggregate', name, ...rest)
+        unknownService(part.service, at2('service'))
+        checkTemplate(part.path, route.path, at2('path'), at, true)
+        for (const [q, v] of Object.entries(part.query ?? {})) checkTemplate(v, route.path, at2('query', q), at, false)
+        for (const [h, v] of Object.entries(part.headers ?? {})) checkTemplate(v, route.path, at2('headers', h), at, false)
+        if (part.fallback !== undefined && part.optional !== true) at(at2('fallback'), 'only an optional part has a fallback (add optional: true)')
+      }
+    }
   })
   return problems
 }
@@ -312,6 +342,10 @@ function checkAuth (raw: RawConfig, map: SourceMap, file: string, publicKeys: Ma
   }
   const jwt = raw.auth?.jwt
   const apiKeys = raw.auth?.apiKeys
+  const admin = raw.admin
+  if (admin?.port !== undefined && admin.port > 0 && (admin.token ?? '') === '' && !['127.0.0.1', '::1', 'localhost'].includes(admin.host ?? '127.0.0.1')) {
+    at(['admin', 'host'], 'the admin listener is reachable beyond this machine without admin.token', true)
+  }
   for (const [name, policy] of Object.entries(raw.policies ?? {})) {
     if (policy.auth === 'jwt' && jwt === undefined) at(['policies', name, 'auth'], 'auth: jwt needs auth.jwt in the gateway config')
     if (policy.auth === 'apiKey' && apiKeys === undefined) at(['policies', name, 'auth'], 'auth: apiKey needs auth.apiKeys in the gateway config')
@@ -361,7 +395,9 @@ function checkAuth (raw: RawConfig, map: SourceMap, file: string, publicKeys: Ma
   return problems
 }
 
-function checkPathTemplate (template: string, routePath: string, path: FieldPath, at: (p: FieldPath, m: string) => void): void {
+const TARGETS = ['proxy', 'aggregate'] as const
+
+function checkTemplate (template: string, routePath: string, path: FieldPath, at: (p: FieldPath, m: string) => void, isPath: boolean): void {
   let parsed
   try {
     parsed = parseTemplate(template)
@@ -369,7 +405,7 @@ function checkPathTemplate (template: string, routePath: string, path: FieldPath
     if (err instanceof TemplateError) { at(path, err.message); return }
     throw err
   }
-  if (/(^|\/)\.{1,2}(\/|$)/.test(parsed.literals.join('x'))) at(path, 'may not contain "." or ".." segments')
+  if (isPath && /(^|\/)\.{1,2}(\/|$)/.test(parsed.literals.join('x'))) at(path, 'may not contain "." or ".." segments')
   const params = routeParams(routePath)
   for (const p of parsed.placeholders) {
     if (p.source === 'params' && !params.has(p.key)) {
@@ -398,6 +434,20 @@ function methodsOf (route: RawRoute): HttpMethod[] {
 }
 
 // ---- normalization -------------------------------------------------------------------
+
+function normalizeParts (parts: Record<string, RawPart>, services: Map<string, ServiceConfig>): AggregatePartConfig[] {
+  return Object.entries(parts).map(([name, p]) => ({
+    name,
+    service: p.service,
+    path: p.path,
+    query: p.query ?? {},
+    headers: Object.fromEntries(Object.entries(p.headers ?? {}).map(([k, v]) => [k.toLowerCase(), v])),
+    timeout: parseDuration(p.timeout) ?? services.get(p.service)?.timeout ?? DEFAULTS.service.timeout,
+    optional: p.optional ?? false,
+    fallback: p.fallback ?? null,
+    ...(p.pick !== undefined ? { pick: p.pick } : {}),
+  }))
+}
 
 function normalizeService (name: string, svc: RawService): ServiceConfig {
   const d = DEFAULTS.service
@@ -516,13 +566,15 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
       policy: r.policy,
       ...(rateLimit !== undefined ? { rateLimit } : {}),
       ...(r.schema !== undefined ? { schema: r.schema } : {}),
+      ...(r.aggregate !== undefined ? { aggregate: normalizeParts(r.aggregate, services) } : {}),
       ...(r.proxy !== undefined ? { proxy: { ...r.proxy } } : {}),
       source: { file: loc.file, line: loc.line },
     }
   })
   const redis = { url: raw.redis?.url ?? '', keyPrefix: raw.redis?.keyPrefix ?? DEFAULTS.redis.keyPrefix }
+  const admin = { host: raw.admin?.host ?? '127.0.0.1', port: raw.admin?.port ?? 0, token: raw.admin?.token ?? '' }
   const auth = normalizeAuth(raw, file, publicKeys)
   const files = map.files()
   if (auth.jwt?.publicKeyFile !== undefined) files.push(auth.jwt.publicKeyFile)
-  return { file, files, server, redis, auth, policies, services, routes }
+  return { file, files, server, admin, redis, auth, policies, services, routes }
 }

@@ -61,8 +61,34 @@ export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOp
 const UNSAFE_IN_HEADER = /[^\x20-\x7e]/
 
 /** Claims are data: anything that could not travel in a header is percent-encoded. */
-function headerSafe (value: string): string {
+export function headerSafe (value: string): string {
   return UNSAFE_IN_HEADER.test(value) ? encodeURIComponent(value) : value
+}
+
+/**
+ * Headers for an aggregate part: not the client's headers (each part is a new
+ * request the gateway makes), only what ties it to the client's request —
+ * request id, trace context, forwarding info, identity — plus the part's own.
+ */
+export function partRequestHeaders (request: FastifyRequest, opts: ForwardOptions): Record<string, string> {
+  const out: Record<string, string> = {
+    accept: 'application/json',
+    'x-request-id': request.id,
+    'x-forwarded-for': request.socket.remoteAddress ?? '',
+    'x-forwarded-proto': request.protocol,
+  }
+  const h = request.headers
+  if (typeof h.traceparent === 'string') out.traceparent = h.traceparent
+  if (typeof h.tracestate === 'string') out.tracestate = h.tracestate
+  if (typeof h.host === 'string') out['x-forwarded-host'] = h.host
+  if (opts.forwardAuthorization && typeof h.authorization === 'string') out.authorization = h.authorization
+  const identity = request.auth
+  if (identity !== undefined) {
+    out['x-auth-sub'] = headerSafe(identity.sub)
+    if (identity.roles.length > 0) out['x-auth-roles'] = headerSafe(identity.roles.join(','))
+    if (identity.scopes.length > 0) out['x-auth-scopes'] = headerSafe(identity.scopes.join(' '))
+  }
+  return out
 }
 
 /** Copies an upstream response's headers to the client, minus connection-specific ones. */

@@ -49,6 +49,7 @@ export function createInstancePool (service: string, url: string, options: PoolO
           body: req.body ?? null,
           headersTimeout: req.timeout,
           bodyTimeout: req.timeout,
+          ...(req.signal !== undefined ? { signal: req.signal } : {}),
         })
         return { statusCode: res.statusCode, headers: res.headers, body: res.body, instance: url }
       } catch (err) {

@@ -16,6 +16,8 @@ export interface UpstreamRequest {
   timeout: number
   /** Absolute time (ms since epoch) after which no attempt may start (aggregate deadline). */
   deadline?: number
+  /** Aborts the call (an aggregate whose deadline passed). */
+  signal?: AbortSignal
 }
 
 export interface UpstreamResponse {

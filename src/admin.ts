@@ -1,0 +1,48 @@
+// The admin listener: a separate Fastify instance on its own port (127.0.0.1
+// by default), so operational endpoints are never reachable through the
+// public one. With `admin.token` set, /admin/* requires it as a Bearer token,
+// compared in constant time.
+
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { GatewayError } from './errors.js'
+import requestId, { genRequestId } from '../plugins/request-id.js'
+import errorHandler from '../plugins/error-handler.js'
+
+export async function buildAdminApp (gateway: FastifyInstance): Promise<FastifyInstance> {
+  const { admin } = gateway.gatewayConfig
+  const app = Fastify({ loggerInstance: gateway.log.child({ listener: 'admin' }), genReqId: genRequestId, requestIdHeader: false, logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }) })
+  await app.register(requestId)
+  await app.register(errorHandler)
+
+  if (admin.token !== '') {
+    const expected = digest(`Bearer ${admin.token}`)
+    app.addHook('onRequest', async (request) => {
+      if (!request.url.startsWith('/admin/')) return
+      const given = request.headers.authorization
+      if (typeof given !== 'string' || !timingSafeEqual(digest(given), expected)) {
+        throw new GatewayError('UNAUTHENTICATED', 'the admin API requires the admin token', { headers: { 'www-authenticate': 'Bearer realm="portico-admin"' } })
+      }
+    })
+  }
+
+  app.get('/admin/breakers', async () => [...gateway.serviceClients.values()].map(c => ({
+    ...c.breaker.snapshot(),
+    instances: c.balancer.health(),
+  })))
+
+  app.get('/admin/routes', async () => gateway.routePlans.map(p => ({
+    id: p.id,
+    methods: p.methods,
+    path: p.path,
+    policy: p.policy.name,
+    target: p.target,
+    ...(p.rateLimit !== undefined ? { rateLimit: p.rateLimit } : {}),
+  })))
+
+  return app
+}
+
+function digest (text: string): Buffer {
+  return createHash('sha256').update(text).digest()
+}

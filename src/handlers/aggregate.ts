@@ -1,0 +1,155 @@
+// Aggregate routes: every part is called at once; the answer is one JSON
+// object with a key per part. A part's outcome is a value (ok or failed with
+// a reason), never an exception, and one merge step decides the response:
+// an optional part that failed yields its fallback and is named in
+// x-gateway-degraded; a required part that failed fails the request with its
+// code and `part`. The whole aggregate has a deadline (the longest part
+// timeout); what has not arrived by then counts as timed out.
+
+import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
+import { GatewayError } from '../errors.js'
+import type { FillContext, PathFiller, ValueFiller } from '../compile/template.js'
+import type { ServiceClient } from '../upstream/client.js'
+import type { UpstreamResponse } from '../upstream/types.js'
+import { headerSafe, partRequestHeaders, type ForwardOptions } from './forward-headers.js'
+
+export interface AggregatePart {
+  name: string
+  client: ServiceClient
+  fillPath: PathFiller
+  query: Array<[string, ValueFiller]>
+  headers: Array<[string, ValueFiller]>
+  timeout: number
+  optional: boolean
+  /** The fallback, already serialized (default null). */
+  fallbackJson: string
+  pick?: string[]
+}
+
+export type PartResult = { ok: true, json: string } | { ok: false, error: GatewayError }
+
+export interface AggregatePlan {
+  parts: AggregatePart[]
+  forward: ForwardOptions
+}
+
+export function createAggregateHandler (plan: AggregatePlan): RouteHandlerMethod {
+  const { parts, forward } = plan
+  const keys = parts.map(p => JSON.stringify(p.name))
+  const deadlineMs = Math.max(...parts.map(p => p.timeout))
+
+  return async function aggregateHandler (request: FastifyRequest, reply: FastifyReply) {
+    const ctx: FillContext = {
+      params: request.params as Record<string, string>,
+      query: request.query as Record<string, unknown>,
+      headers: request.headers,
+      auth: request.auth?.claims,
+    }
+    const base = partRequestHeaders(request, forward)
+    const deadline = Date.now() + deadlineMs
+    const abort = new AbortController()
+    let timer: NodeJS.Timeout | undefined
+    const expired = new Promise<'deadline'>(resolve => { timer = setTimeout(resolve, deadlineMs, 'deadline') })
+    let results: PartResult[]
+    try {
+      results = await Promise.all(parts.map(async part => {
+        const outcome = await Promise.race([callPart(part, ctx, base, deadline, abort.signal), expired])
+        return outcome === 'deadline'
+          ? { ok: false as const, error: new GatewayError('UPSTREAM_TIMEOUT', `part "${part.name}" missed the aggregate deadline`) }
+          : outcome
+      }))
+    } finally {
+      clearTimeout(timer)
+      abort.abort() // parts still running past the deadline are cancelled
+    }
+    return merge(reply, parts, keys, results)
+  }
+}
+
+function merge (reply: FastifyReply, parts: AggregatePart[], keys: string[], results: PartResult[]): FastifyReply {
+  let body = '{'
+  let degraded = ''
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]
+    const r = results[i]
+    let json: string
+    if (r.ok) json = r.json
+    else if (part.optional) {
+      json = part.fallbackJson
+      degraded += degraded === '' ? part.name : ',' + part.name
+    } else {
+      throw new GatewayError(r.error.code, `part "${part.name}": ${r.error.message}`, {
+        extras: { part: part.name },
+        ...(r.error.headers !== undefined ? { headers: r.error.headers } : {}),
+      })
+    }
+    body += (i === 0 ? '' : ',') + keys[i] + ':' + json
+  }
+  if (degraded !== '') reply.header('x-gateway-degraded', degraded)
+  return reply.type('application/json').send(body + '}')
+}
+
+/** One part's call, reduced to a value: the JSON text to merge, or why it failed. */
+async function callPart (part: AggregatePart, ctx: FillContext, base: Record<string, string>, deadline: number, signal: AbortSignal): Promise<PartResult> {
+  let res: UpstreamResponse
+  try {
+    let path = part.fillPath(ctx)
+    if (part.query.length > 0) {
+      let qs = ''
+      for (const [name, fill] of part.query) qs += (qs === '' ? '' : '&') + encodeURIComponent(name) + '=' + encodeURIComponent(fill(ctx))
+      path += (path.includes('?') ? '&' : '?') + qs
+    }
+    let headers = base
+    if (part.headers.length > 0) {
+      headers = { ...base }
+      for (const [name, fill] of part.headers) headers[name] = headerSafe(fill(ctx))
+    }
+    res = await part.client.call({ method: 'GET', path, headers, timeout: part.timeout, deadline, signal })
+  } catch (err) {
+    return { ok: false, error: err instanceof GatewayError ? err : new GatewayError('UPSTREAM_ERROR', 'the call failed', { cause: err }) }
+  }
+  if (res.statusCode < 200 || res.statusCode >= 300) {
+    res.body.resume()
+    return fail(`service "${part.client.name}" answered ${res.statusCode}`)
+  }
+  let text: string
+  try {
+    text = await readLimited(res, part.client.maxResponseSize)
+  } catch (err) {
+    return { ok: false, error: err instanceof GatewayError ? err : new GatewayError('UPSTREAM_ERROR', `service "${part.client.name}" broke off its answer`, { cause: err }) }
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return fail(`service "${part.client.name}" did not answer JSON`)
+  }
+  if (part.pick === undefined) return { ok: true, json: text }
+  return { ok: true, json: JSON.stringify(pick(value, part.pick)) }
+}
+
+function fail (detail: string): PartResult {
+  return { ok: false, error: new GatewayError('UPSTREAM_ERROR', detail) }
+}
+
+/** The body as text, refusing (not buffering) anything over `limit` bytes. */
+async function readLimited (res: UpstreamResponse, limit: number): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of res.body) {
+    size += (chunk as Buffer).length
+    if (size > limit) {
+      res.body.destroy()
+      throw new GatewayError('UPSTREAM_ERROR', `answer larger than ${limit} bytes`)
+    }
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks, size).toString('utf8')
+}
+
+function pick (value: unknown, fields: string[]): unknown {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value
+  const out: Record<string, unknown> = {}
+  for (const f of fields) if (Object.hasOwn(value, f)) out[f] = (value as Record<string, unknown>)[f]
+  return out
+}
