@@ -1,0 +1,265 @@
+// npm run bench [-- --quick] [--duration 10] [--rounds 3] [--connections 50]
+//
+// Starts the real built gateway (the CLI, as a user would) with a bench
+// config, a 1 KiB JSON upstream in its own process, the bare Fastify +
+// @fastify/http-proxy baseline, and drives each scenario with autocannon.
+// Rounds are interleaved (A B C … A B C …) because absolute numbers on a
+// shared 2-core machine drift between minutes while ratios within one round
+// hold. Prints a markdown table and writes bench/results/latest.json and
+// bench/results/latest.svg.
+
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir, cpus } from 'node:os'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import autocannon from 'autocannon'
+import { createSigner } from 'fast-jwt'
+import { Redis } from 'ioredis'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const root = join(here, '..', '..')
+const resultsDir = join(root, 'bench', 'results')
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean' },
+    duration: { type: 'string' },
+    rounds: { type: 'string' },
+    connections: { type: 'string' },
+    only: { type: 'string' },
+  },
+})
+const quick = args.quick === true
+const duration = Number(args.duration ?? (quick ? 2 : 8))
+const rounds = Number(args.rounds ?? (quick ? 1 : 3))
+const connections = Number(args.connections ?? 50)
+
+interface Scenario {
+  name: string
+  what: string
+  url: (ports: Ports) => string
+  headers?: Record<string, string>
+  /** Process whose CPU time is charged to this scenario. */
+  proc: 'gateway' | 'bare'
+}
+
+interface Ports { gateway: number, bare: number }
+
+interface Sample { rps: number, p50: number, p99: number, errors: number, non2xx: number, cpuUsPerReq: number }
+
+const SECRET = 'bench-secret-0123456789abcdef0123456789'
+const token = createSigner({ key: SECRET, expiresIn: 3_600_000 })({ sub: 'bench-user' })
+
+const SCENARIOS: Scenario[] = [
+  { name: 'bare', what: 'Fastify + @fastify/http-proxy, nothing else (baseline)', url: p => `http://127.0.0.1:${p.bare}/bare`, proc: 'bare' },
+  { name: 'proxy', what: 'public proxy route', url: p => `http://127.0.0.1:${p.gateway}/proxy`, proc: 'gateway' },
+  { name: 'full', what: 'JWT HS256 + policy + rate limit (Redis when up) + proxy', url: p => `http://127.0.0.1:${p.gateway}/full`, headers: { authorization: `Bearer ${token}` }, proc: 'gateway' },
+  { name: 'aggregate-3', what: 'three parts in parallel, merged', url: p => `http://127.0.0.1:${p.gateway}/agg`, proc: 'gateway' },
+  { name: 'aggregate-3-slow', what: 'three 50 ms parts (p50 vs the upstream\'s 50 ms)', url: p => `http://127.0.0.1:${p.gateway}/agg-slow`, proc: 'gateway' },
+  { name: 'breaker-open', what: 'open breaker: 503 fast-fail', url: p => `http://127.0.0.1:${p.gateway}/open`, proc: 'gateway' },
+]
+
+async function main (): Promise<void> {
+  const selected = args.only !== undefined ? SCENARIOS.filter(s => args.only?.split(',').includes(s.name)) : SCENARIOS
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+  const redisUp = await redisAnswers(redisUrl)
+  const children: ChildProcess[] = []
+  const stopAll = (): void => { for (const c of children) c.kill('SIGTERM') }
+  process.on('exit', stopAll)
+  try {
+    const upstreamPort = await freePort()
+    children.push(await startProcess('upstream', [join(here, 'upstream.js'), String(upstreamPort)]))
+    const bare = await freePort()
+    const bareProc = await startProcess('bare', [join(here, 'peers', 'bare.js'), String(bare), `http://127.0.0.1:${upstreamPort}`])
+    children.push(bareProc)
+    const gateway = await freePort()
+    const configFile = writeBenchConfig(gateway, upstreamPort, await freePort(), redisUp ? redisUrl : '')
+    const gatewayProc = await startProcess('gateway', [join(root, 'dist', 'src', 'cli.js'), 'start', '--config', configFile], { LOG_LEVEL: 'warn' })
+    children.push(gatewayProc)
+    const ports = { gateway, bare }
+    const pids = { gateway: gatewayProc.pid ?? 0, bare: bareProc.pid ?? 0 }
+
+    // Trip the breaker of the dead service before measuring fast-fail.
+    for (let i = 0; i < 3; i++) await fetch(`http://127.0.0.1:${gateway}/open`).then(r => r.arrayBuffer(), () => {})
+
+    console.log(`# Portico bench — ${new Date().toISOString()}`)
+    console.log(`node ${process.version}, ${cpus().length} cores, ${connections} connections, ${duration}s per run, ${rounds} round(s) interleaved, Redis ${redisUp ? 'up' : 'not reachable (local limiter)'}, gateway LOG_LEVEL=warn\n`)
+    const samples = new Map<string, Sample[]>(selected.map(s => [s.name, []]))
+    for (let round = 0; round < rounds; round++) {
+      for (const s of selected) {
+        // A short warm-up so JIT and pools are hot before the measured run.
+        await drive(s.url(ports), s.headers, 1)
+        const before = cpuMicros(pids[s.proc])
+        const r = await drive(s.url(ports), s.headers, duration)
+        const cpu = cpuMicros(pids[s.proc]) - before
+        samples.get(s.name)?.push({ ...r, cpuUsPerReq: r.total > 0 ? cpu / r.total : 0 })
+        process.stderr.write(`round ${round + 1} ${s.name}: ${Math.round(r.rps)} req/s\n`)
+      }
+    }
+    report(selected, samples, { redis: redisUp, duration, rounds, connections })
+  } finally {
+    stopAll()
+  }
+}
+
+async function drive (url: string, headers: Record<string, string> | undefined, seconds: number): Promise<Sample & { total: number }> {
+  const r = await autocannon({ url, connections, duration: seconds, ...(headers !== undefined ? { headers } : {}) })
+  return {
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    errors: r.errors + r.timeouts,
+    non2xx: r.non2xx,
+    cpuUsPerReq: 0,
+    total: r.requests.total,
+  }
+}
+
+function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
+function report (scenarios: Scenario[], samples: Map<string, Sample[]>, meta: Record<string, unknown>): void {
+  const bareRounds = samples.get('bare') ?? []
+  const rows = scenarios.map(s => {
+    const xs = samples.get(s.name) ?? []
+    // Ratio to the bare baseline of the same round, then the median of those ratios.
+    const ratios = xs.map((x, i) => (bareRounds[i] !== undefined && bareRounds[i].rps > 0 ? x.rps / bareRounds[i].rps : NaN)).filter(Number.isFinite)
+    return {
+      scenario: s.name,
+      what: s.what,
+      rps: median(xs.map(x => x.rps)),
+      rpsMin: Math.min(...xs.map(x => x.rps)),
+      rpsMax: Math.max(...xs.map(x => x.rps)),
+      p50: median(xs.map(x => x.p50)),
+      p99: median(xs.map(x => x.p99)),
+      cpuUsPerReq: median(xs.map(x => x.cpuUsPerReq)),
+      ratioToBare: ratios.length > 0 ? median(ratios) : null,
+      non2xx: xs.reduce((a, x) => a + x.non2xx, 0),
+      errors: xs.reduce((a, x) => a + x.errors, 0),
+    }
+  })
+  console.log('| scenario | req/s (median) | range | p50 ms | p99 ms | CPU µs/req | × bare | non-2xx | errors |')
+  console.log('|---|---|---|---|---|---|---|---|---|')
+  for (const r of rows) {
+    console.log(`| ${r.scenario} | ${Math.round(r.rps)} | ${Math.round(r.rpsMin)}–${Math.round(r.rpsMax)} | ${r.p50} | ${r.p99} | ${Math.round(r.cpuUsPerReq)} | ${r.ratioToBare === null ? '-' : r.ratioToBare.toFixed(2)} | ${r.non2xx} | ${r.errors} |`)
+  }
+  console.log('\nbreaker-open answers are 503 by design (counted as non-2xx). CPU µs/req is the serving process\'s user+system time per request.')
+  mkdirSync(resultsDir, { recursive: true })
+  writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify({ at: new Date().toISOString(), node: process.version, ...meta, rows }, null, 2) + '\n')
+  writeFileSync(join(resultsDir, 'latest.svg'), chart(rows))
+  console.log(`\nwrote bench/results/latest.json and bench/results/latest.svg`)
+}
+
+/** A horizontal bar chart of median req/s, as plain SVG. */
+function chart (rows: Array<{ scenario: string, rps: number, rpsMin: number, rpsMax: number }>): string {
+  const width = 720
+  const left = 150
+  const bar = 26
+  const max = Math.max(...rows.map(r => r.rpsMax), 1)
+  const scale = (v: number): number => (v / max) * (width - left - 90)
+  const items = rows.map((r, i) => {
+    const y = 40 + i * (bar + 12)
+    return `<text x="${left - 8}" y="${y + 18}" text-anchor="end" font-size="13">${r.scenario}</text>` +
+      `<rect x="${left}" y="${y}" width="${scale(r.rps).toFixed(1)}" height="${bar}" fill="#3b82f6"/>` +
+      `<line x1="${(left + scale(r.rpsMin)).toFixed(1)}" x2="${(left + scale(r.rpsMax)).toFixed(1)}" y1="${y + bar / 2}" y2="${y + bar / 2}" stroke="#111" stroke-width="2"/>` +
+      `<text x="${(left + scale(r.rpsMax) + 6).toFixed(1)}" y="${y + 18}" font-size="12">${Math.round(r.rps)}</text>`
+  }).join('\n  ')
+  const height = 60 + rows.length * (bar + 12)
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">
+  <text x="10" y="22" font-size="15" font-weight="bold">Portico bench: requests per second (median, line = range)</text>
+  ${items}
+</svg>
+`
+}
+
+function writeBenchConfig (gatewayPort: number, upstreamPort: number, deadPort: number, redisUrl: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'portico-bench-'))
+  const file = join(dir, 'gateway.yaml')
+  const up = `http://127.0.0.1:${upstreamPort}`
+  writeFileSync(file, `server: { host: 127.0.0.1, port: ${gatewayPort} }
+redis: { url: "${redisUrl}", keyPrefix: "portico-bench-${process.pid}:" }
+auth:
+  jwt: { secret: ${SECRET}, algorithms: [HS256] }
+policies:
+  public: { auth: none }
+  user: { auth: jwt, rateLimit: { max: 100000000, window: 1m, key: user } }
+services:
+  up: { urls: [${up}], timeout: 5s }
+  dead: { urls: [http://127.0.0.1:${deadPort}], timeout: 1s, breaker: { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeout: 1h } }
+routes:
+  - { id: proxy, path: /proxy, policy: public, proxy: { service: up, path: /json } }
+  - { id: full, path: /full, policy: user, proxy: { service: up, path: /json } }
+  - id: agg
+    path: /agg
+    policy: public
+    aggregate:
+      a: { service: up, path: /json }
+      b: { service: up, path: /json }
+      c: { service: up, path: /json }
+  - id: agg-slow
+    path: /agg-slow
+    policy: public
+    aggregate:
+      a: { service: up, path: /slow }
+      b: { service: up, path: /slow }
+      c: { service: up, path: /slow }
+  - { id: open, path: /open, policy: public, proxy: { service: dead, path: /json } }
+`)
+  return file
+}
+
+async function startProcess (name: string, argv: string[], env: Record<string, string> = {}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+  await new Promise<void>((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => { reject(new Error(`${name} did not start: ${out}`)) }, 15_000)
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString()
+      if (/ready|portico listening/.test(out)) { clearTimeout(timer); resolve() }
+    })
+    child.once('exit', code => { clearTimeout(timer); reject(new Error(`${name} exited (${code}): ${out}`)) })
+  })
+  child.stdout?.resume()
+  return child
+}
+
+/** User + system CPU time of a process so far, in microseconds (Linux /proc). */
+function cpuMicros (pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    const ticks = Number(fields[11]) + Number(fields[12]) // utime, stime (fields 14 and 15 of the full line)
+    return (ticks / 100) * 1e6
+  } catch {
+    return 0
+  }
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise(resolve => server.close(resolve))
+  return typeof address === 'object' && address !== null ? address.port : 0
+}
+
+async function redisAnswers (url: string): Promise<boolean> {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 500, retryStrategy: () => null })
+  try {
+    await client.connect()
+    return (await client.ping()) === 'PONG'
+  } catch {
+    return false
+  } finally {
+    client.disconnect()
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err)
+  process.exitCode = 1
+})
