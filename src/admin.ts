@@ -40,6 +40,26 @@ export async function buildAdminApp (gateway: FastifyInstance): Promise<FastifyI
     ...(p.rateLimit !== undefined ? { rateLimit: p.rateLimit } : {}),
   })))
 
+  app.post('/admin/cache/purge', {
+    schema: {
+      body: {
+        type: 'object',
+        additionalProperties: false,
+        properties: { tags: { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 }, all: { const: true } },
+        oneOf: [{ required: ['tags'] }, { required: ['all'] }],
+      },
+    },
+  }, async (request) => {
+    const body = request.body as { tags?: string[], all?: true }
+    const store = gateway.cacheLayer.store
+    try {
+      const purged = body.all === true ? await store.purgeAll() : await store.purgeTags(body.tags ?? [])
+      return { purged }
+    } catch (err) {
+      throw new GatewayError('INTERNAL_ERROR', 'the cache store could not be purged', { cause: err })
+    }
+  })
+
   return app
 }
 

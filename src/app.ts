@@ -12,6 +12,9 @@ import { createApiKeyLookup } from './auth/api-key.js'
 import { connectRedis, type RedisConnection } from './redis.js'
 import type { FallbackState } from './rate-limit-store.js'
 import { mountRoutes } from './mount-routes.js'
+import { CacheLayer } from './cache/layer.js'
+import { MemoryCacheStore } from './cache/memory-store.js'
+import { RedisCacheStore } from './cache/redis-store.js'
 import requestId, { genRequestId } from '../plugins/request-id.js'
 import errorHandler, { sendProblem, toGatewayError } from '../plugins/error-handler.js'
 import { compileRouteValidator } from './compile/validators.js'
@@ -30,6 +33,7 @@ declare module 'fastify' {
     gatewayConfig: GatewayConfig
     routePlans: RoutePlan[]
     serviceClients: Map<string, ServiceClient>
+    cacheLayer: CacheLayer
   }
 }
 
@@ -74,10 +78,14 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   })
 
   const policies = compilePolicies(config)
-  const plans = config.routes.map(route => compileRoutePlan(route, { config, clients, policies }))
+  const cache = redis !== undefined
+    ? new CacheLayer(new RedisCacheStore(redis.client, config.redis.keyPrefix), app.log, config.cache.timeout, () => redis.state() === 'up')
+    : new CacheLayer(new MemoryCacheStore({ maxEntries: config.cache.maxEntries, maxBytes: config.cache.maxBytes }), app.log, config.cache.timeout)
+  const plans = config.routes.map(route => compileRoutePlan(route, { config, clients, policies, cache, log: app.log }))
   app.decorate('gatewayConfig', config)
   app.decorate('routePlans', plans)
   app.decorate('serviceClients', clients)
+  app.decorate('cacheLayer', cache)
 
   const rateLimitState: FallbackState = { fallbacks: 0 }
   await app.register(requestId)
@@ -87,7 +95,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   await app.register(rateLimit, { ...(redis !== undefined ? { redis } : {}), keyPrefix: config.redis.keyPrefix, state: rateLimitState })
   await app.register(health, {
     routes: plans.length,
-    dependencies: () => ({ redis: redis?.state() ?? 'not configured' }),
+    dependencies: () => ({ redis: redis?.state() ?? 'not configured', cache: cache.store.kind }),
   })
   await mountRoutes(app, { plans, bodyLimit: server.bodyLimit })
   return app

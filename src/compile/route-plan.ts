@@ -2,13 +2,15 @@
 // templates parsed, service client resolved, handler built. Nothing here
 // runs per request.
 
-import type { RouteHandlerMethod } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import type { GatewayConfig, HttpMethod, RateLimitConfig, RouteConfig, RouteSchema } from '../config/types.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { CompiledPolicy } from './policy.js'
-import { compilePathTemplate, compileValueTemplate } from './template.js'
-import { createProxyHandler } from '../handlers/proxy.js'
-import { createAggregateHandler } from '../handlers/aggregate.js'
+import { compilePathTemplate, compileValueTemplate, type ValueFiller } from './template.js'
+import { createBufferedProxy, createProxyHandler, type ProxyPlan } from '../handlers/proxy.js'
+import { createAggregateHandler, createAggregateProducer } from '../handlers/aggregate.js'
+import { createCachedHandler, fillContext, type Producer } from '../handlers/cached.js'
+import type { CacheLayer } from '../cache/layer.js'
 import type { ForwardOptions } from '../handlers/forward-headers.js'
 
 export interface RoutePlan {
@@ -29,6 +31,8 @@ export interface PlanContext {
   config: GatewayConfig
   clients: Map<string, ServiceClient>
   policies: Map<string, CompiledPolicy>
+  cache: CacheLayer
+  log: FastifyBaseLogger
 }
 
 export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePlan {
@@ -44,31 +48,52 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     if (c === undefined) throw new Error(`route ${route.id}: unknown service ${service}`) // excluded by validation
     return c
   }
-  let handler: RouteHandlerMethod
+  let uncached: RouteHandlerMethod
+  let produce: Producer
   if (route.proxy !== undefined) {
-    handler = createProxyHandler({
+    const proxyPlan: ProxyPlan = {
       client: client(route.proxy.service),
       ...(route.proxy.path !== undefined ? { fillPath: compilePathTemplate(route.proxy.path), templateHasQuery: route.proxy.path.includes('?') } : {}),
       forward,
-    })
+    }
+    let afterSuccess: ((request: FastifyRequest) => Promise<void>) | undefined
+    if (route.invalidates !== undefined) {
+      const invalidate = ctx.cache.invalidator(route.invalidates.map(compileValueTemplate), route.id)
+      afterSuccess = async (request) => { await invalidate(fillContext(request)) }
+    }
+    uncached = createProxyHandler(proxyPlan, afterSuccess)
+    produce = createBufferedProxy(proxyPlan)
   } else if (route.aggregate !== undefined) {
-    handler = createAggregateHandler({
+    const aggregatePlan = {
       forward,
       parts: route.aggregate.map(part => ({
         name: part.name,
         client: client(part.service),
         fillPath: compilePathTemplate(part.path),
-        query: Object.entries(part.query).map(([k, v]) => [k, compileValueTemplate(v)]),
-        headers: Object.entries(part.headers).map(([k, v]) => [k, compileValueTemplate(v)]),
+        query: Object.entries(part.query).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
+        headers: Object.entries(part.headers).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
         timeout: part.timeout,
         optional: part.optional,
         fallbackJson: JSON.stringify(part.fallback ?? null),
         ...(part.pick !== undefined ? { pick: part.pick } : {}),
       })),
-    })
+    }
+    uncached = createAggregateHandler(aggregatePlan)
+    produce = createAggregateProducer(aggregatePlan)
   } else {
     throw new Error(`route ${route.id} has no target`) // excluded by validation
   }
+  const handler = route.cache === undefined
+    ? uncached
+    : createCachedHandler(produce, {
+      routeId: route.id,
+      scope: route.cache.scope,
+      vary: route.cache.vary,
+      ttl: route.cache.ttl,
+      staleWhileRevalidate: route.cache.staleWhileRevalidate,
+      staleIfError: route.cache.staleIfError,
+      tags: route.cache.tags.map(compileValueTemplate),
+    }, ctx.cache, uncached, ctx.log)
   return {
     id: route.id,
     // A GET route answers HEAD too, forwarded as HEAD (not as a GET with the body dropped).

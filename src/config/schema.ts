@@ -54,6 +54,16 @@ const admin = {
   },
 }
 
+const cacheSettings = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    maxEntries: { type: 'integer', minimum: 1 },
+    maxBytes: size,
+    timeout: duration,
+  },
+}
+
 const redis = {
   type: 'object',
   additionalProperties: false,
@@ -183,6 +193,20 @@ const route = {
     path: { type: 'string', pattern: '^/' },
     policy: { type: 'string' },
     rateLimit,
+    cache: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['ttl'],
+      properties: {
+        ttl: duration,
+        scope: { enum: ['public', 'user'] },
+        staleWhileRevalidate: duration,
+        staleIfError: duration,
+        tags: { type: 'array', items: { type: 'string', minLength: 1 } },
+        vary: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9-]+$', 'x-message': 'must be a header name' } },
+      },
+    },
+    invalidates: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
     schema: {
       type: 'object',
       additionalProperties: false,
@@ -233,6 +257,7 @@ export const configSchema = {
     server,
     admin,
     redis,
+    cache: cacheSettings,
     auth,
     policies: { type: 'object', propertyNames: name, additionalProperties: policy },
     services: { type: 'object', propertyNames: name, additionalProperties: service },

@@ -119,6 +119,24 @@ export interface AggregatePartConfig {
   pick?: string[]
 }
 
+export interface RouteCacheConfig {
+  ttl: number
+  scope: 'public' | 'user'
+  staleWhileRevalidate: number
+  staleIfError: number
+  tags: string[]
+  /** Lower-cased request header names. */
+  vary: string[]
+}
+
+export interface CacheSettings {
+  /** In-memory store bounds (used when no Redis is configured). */
+  maxEntries: number
+  maxBytes: number
+  /** Budget for one cache store operation before it is skipped. */
+  timeout: number
+}
+
 export interface RouteSchema {
   body?: object
   querystring?: object
@@ -138,6 +156,9 @@ export interface RouteConfig {
   proxy?: ProxyTargetConfig
   /** Parts in declaration order. */
   aggregate?: AggregatePartConfig[]
+  cache?: RouteCacheConfig
+  /** Tag templates purged after a 2xx answer. */
+  invalidates?: string[]
   source: SourceLocation
 }
 
@@ -149,6 +170,7 @@ export interface GatewayConfig {
   server: ServerConfig
   admin: AdminConfig
   redis: RedisConfig
+  cache: CacheSettings
   auth: AuthConfig
   policies: Map<string, PolicyConfig>
   services: Map<string, ServiceConfig>
@@ -178,6 +200,7 @@ export const DEFAULTS = {
     healthCheckTimeout: 2_000,
   },
   redis: { keyPrefix: 'portico:' },
+  cache: { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, timeout: 50 },
   jwt: {
     algorithms: ['HS256'] as JwtAlgorithm[],
     clockTolerance: 5_000,

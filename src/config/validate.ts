@@ -9,7 +9,7 @@ import { loadConfigSource, type SourceMap } from './load.js'
 import { ConfigError, displayFile, type ConfigProblem, type FieldPath } from './problems.js'
 import { parseDuration, parseSize, DURATION_HINT, SIZE_HINT } from './units.js'
 import {
-  DEFAULTS, type AggregatePartConfig, type AuthConfig, type ClaimValue, type GatewayConfig, type HttpMethod, type JwtAlgorithm, type JwtConfig, type PolicyConfig,
+  DEFAULTS, type AggregatePartConfig, type AuthConfig, type RouteCacheConfig, type ClaimValue, type GatewayConfig, type HttpMethod, type JwtAlgorithm, type JwtConfig, type PolicyConfig,
   type RateLimitConfig, type RateLimitKey, type RouteConfig, type RouteSchema, type ServiceConfig, type ServerConfig,
 } from './types.js'
 import { readFileSync } from 'node:fs'
@@ -73,6 +73,8 @@ interface RawRoute {
   schema?: RouteSchema
   proxy?: { service: string, path?: string }
   aggregate?: Record<string, RawPart>
+  cache?: { ttl: string | number, scope?: 'public' | 'user', staleWhileRevalidate?: string | number, staleIfError?: string | number, tags?: string[], vary?: string[] }
+  invalidates?: string[]
 }
 
 interface RawPart {
@@ -122,6 +124,7 @@ interface RawService {
 interface RawConfig {
   server?: Partial<Record<keyof ServerConfig, unknown>>
   admin?: { host?: string, port?: number, token?: string }
+  cache?: { maxEntries?: number, maxBytes?: string | number, timeout?: string | number }
   redis?: { url?: string, keyPrefix?: string }
   auth?: {
     jwt?: RawJwt
@@ -288,6 +291,16 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
       }
     }
 
+    if (route.cache !== undefined) {
+      if (!methodsOf(route).includes('GET')) at(here('cache'), 'only GET answers are cached; this route has no GET')
+      for (const [i, tag] of (route.cache.tags ?? []).entries()) checkTemplate(tag, route.path, here('cache', 'tags', i), at, false)
+      const policy = policies[route.policy]
+      const scope = route.cache.scope ?? (policy?.auth === 'none' ? 'public' : 'user')
+      if (scope === 'public' && policy?.forwardAuthorization === true) {
+        at(here('cache', 'scope'), `scope: public on a route whose policy forwards authorization: one user's answer may be served to others`, true)
+      }
+    }
+    for (const [i, tag] of (route.invalidates ?? []).entries()) checkTemplate(tag, route.path, here('invalidates', i), at, false)
     const targets = TARGETS.filter(k => route[k] !== undefined)
     if (targets.length !== 1) {
       at(here(), targets.length === 0 ? `needs a target: ${TARGETS.join(' or ')}` : `has several targets (${targets.join(', ')}); a route has exactly one`)
@@ -304,6 +317,7 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
       const other = methodsOf(route).filter(m => m !== 'GET' && m !== 'HEAD')
       if (other.length > 0) at(here('method'), `an aggregate route answers GET only (not ${other.join(', ')})`)
       if (route.schema?.body !== undefined) at(here('schema', 'body'), 'an aggregate route has no request body')
+      if (route.invalidates !== undefined) at(here('invalidates'), 'an aggregate route only reads; put invalidates on the route that writes')
       for (const [name, part] of Object.entries(route.aggregate)) {
         const at2 = (...rest: string[]): FieldPath => here('aggregate', name, ...rest)
         unknownService(part.service, at2('service'))
@@ -434,6 +448,18 @@ function methodsOf (route: RawRoute): HttpMethod[] {
 }
 
 // ---- normalization -------------------------------------------------------------------
+
+function normalizeCache (c: NonNullable<RawRoute['cache']>, auth: PolicyConfig['auth']): RouteCacheConfig {
+  return {
+    ttl: parseDuration(c.ttl) ?? 0,
+    // An authenticated route's answers are per user unless the route says otherwise.
+    scope: c.scope ?? (auth === 'none' ? 'public' : 'user'),
+    staleWhileRevalidate: parseDuration(c.staleWhileRevalidate) ?? 0,
+    staleIfError: parseDuration(c.staleIfError) ?? 0,
+    tags: c.tags ?? [],
+    vary: (c.vary ?? []).map(h => h.toLowerCase()),
+  }
+}
 
 function normalizeParts (parts: Record<string, RawPart>, services: Map<string, ServiceConfig>): AggregatePartConfig[] {
   return Object.entries(parts).map(([name, p]) => ({
@@ -567,6 +593,8 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
       ...(rateLimit !== undefined ? { rateLimit } : {}),
       ...(r.schema !== undefined ? { schema: r.schema } : {}),
       ...(r.aggregate !== undefined ? { aggregate: normalizeParts(r.aggregate, services) } : {}),
+      ...(r.cache !== undefined ? { cache: normalizeCache(r.cache, policies.get(r.policy)?.auth ?? 'none') } : {}),
+      ...(r.invalidates !== undefined ? { invalidates: r.invalidates } : {}),
       ...(r.proxy !== undefined ? { proxy: { ...r.proxy } } : {}),
       source: { file: loc.file, line: loc.line },
     }
@@ -576,5 +604,10 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
   const auth = normalizeAuth(raw, file, publicKeys)
   const files = map.files()
   if (auth.jwt?.publicKeyFile !== undefined) files.push(auth.jwt.publicKeyFile)
-  return { file, files, server, admin, redis, auth, policies, services, routes }
+  const cache = {
+    maxEntries: raw.cache?.maxEntries ?? DEFAULTS.cache.maxEntries,
+    maxBytes: parseSize(raw.cache?.maxBytes) ?? DEFAULTS.cache.maxBytes,
+    timeout: parseDuration(raw.cache?.timeout) ?? DEFAULTS.cache.timeout,
+  }
+  return { file, files, server, admin, redis, cache, auth, policies, services, routes }
 }

@@ -11,6 +11,7 @@ import { GatewayError } from '../errors.js'
 import type { FillContext, PathFiller, ValueFiller } from '../compile/template.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { UpstreamResponse } from '../upstream/types.js'
+import { readBody, sendProduced, type ProducedResponse } from './produced.js'
 import { headerSafe, partRequestHeaders, type ForwardOptions } from './forward-headers.js'
 
 export interface AggregatePart {
@@ -34,11 +35,19 @@ export interface AggregatePlan {
 }
 
 export function createAggregateHandler (plan: AggregatePlan): RouteHandlerMethod {
+  const produce = createAggregateProducer(plan)
+  return async function aggregateHandler (request: FastifyRequest, reply: FastifyReply) {
+    return sendProduced(reply, await produce(request))
+  }
+}
+
+/** The merged answer as a value (so the cache can store it); throws for a failed required part. */
+export function createAggregateProducer (plan: AggregatePlan): (request: FastifyRequest) => Promise<ProducedResponse> {
   const { parts, forward } = plan
   const keys = parts.map(p => JSON.stringify(p.name))
   const deadlineMs = Math.max(...parts.map(p => p.timeout))
 
-  return async function aggregateHandler (request: FastifyRequest, reply: FastifyReply) {
+  return async function produceAggregate (request) {
     const ctx: FillContext = {
       params: request.params as Record<string, string>,
       query: request.query as Record<string, unknown>,
@@ -62,11 +71,11 @@ export function createAggregateHandler (plan: AggregatePlan): RouteHandlerMethod
       clearTimeout(timer)
       abort.abort() // parts still running past the deadline are cancelled
     }
-    return merge(reply, parts, keys, results)
+    return merge(parts, keys, results)
   }
 }
 
-function merge (reply: FastifyReply, parts: AggregatePart[], keys: string[], results: PartResult[]): FastifyReply {
+function merge (parts: AggregatePart[], keys: string[], results: PartResult[]): ProducedResponse {
   let body = '{'
   let degraded = ''
   for (let i = 0; i < parts.length; i++) {
@@ -85,8 +94,10 @@ function merge (reply: FastifyReply, parts: AggregatePart[], keys: string[], res
     }
     body += (i === 0 ? '' : ',') + keys[i] + ':' + json
   }
-  if (degraded !== '') reply.header('x-gateway-degraded', degraded)
-  return reply.type('application/json').send(body + '}')
+  const headers: ProducedResponse['headers'] = { 'content-type': 'application/json; charset=utf-8' }
+  if (degraded !== '') headers['x-gateway-degraded'] = degraded
+  // A degraded answer is never cached: the next request should try the parts again.
+  return { status: 200, headers, body: Buffer.from(body + '}'), cacheable: degraded === '' }
 }
 
 /** One part's call, reduced to a value: the JSON text to merge, or why it failed. */
@@ -114,9 +125,9 @@ async function callPart (part: AggregatePart, ctx: FillContext, base: Record<str
   }
   let text: string
   try {
-    text = await readLimited(res, part.client.maxResponseSize)
+    text = (await readBody(res, part.client.maxResponseSize, part.client.name)).toString('utf8')
   } catch (err) {
-    return { ok: false, error: err instanceof GatewayError ? err : new GatewayError('UPSTREAM_ERROR', `service "${part.client.name}" broke off its answer`, { cause: err }) }
+    return { ok: false, error: err as GatewayError }
   }
   let value: unknown
   try {
@@ -130,21 +141,6 @@ async function callPart (part: AggregatePart, ctx: FillContext, base: Record<str
 
 function fail (detail: string): PartResult {
   return { ok: false, error: new GatewayError('UPSTREAM_ERROR', detail) }
-}
-
-/** The body as text, refusing (not buffering) anything over `limit` bytes. */
-async function readLimited (res: UpstreamResponse, limit: number): Promise<string> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of res.body) {
-    size += (chunk as Buffer).length
-    if (size > limit) {
-      res.body.destroy()
-      throw new GatewayError('UPSTREAM_ERROR', `answer larger than ${limit} bytes`)
-    }
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks, size).toString('utf8')
 }
 
 function pick (value: unknown, fields: string[]): unknown {

@@ -4,6 +4,8 @@ import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import type { Readable } from 'node:stream'
 import type { PathFiller } from '../compile/template.js'
 import type { ServiceClient } from '../upstream/client.js'
+import type { UpstreamResponse } from '../upstream/types.js'
+import { readBody, type ProducedResponse } from './produced.js'
 import { copyResponseHeaders, upstreamRequestHeaders, type ForwardOptions } from './forward-headers.js'
 import { rawBodyOf } from '../compile/body.js'
 import { GatewayError } from '../errors.js'
@@ -19,11 +21,12 @@ export interface ProxyPlan {
   forward: ForwardOptions
 }
 
-export function createProxyHandler (plan: ProxyPlan): RouteHandlerMethod {
+/** Builds the upstream request from the client's and calls the service. */
+export function createProxyCall (plan: ProxyPlan): (request: FastifyRequest) => Promise<UpstreamResponse> {
   const { client, fillPath, forward } = plan
   // A template that has its own query (`/orders?user={auth.sub}`) gets the client's query appended with `&`.
   const templateHasQuery = plan.templateHasQuery === true
-  return async function proxyHandler (request: FastifyRequest, reply: FastifyReply) {
+  return async function callUpstream (request) {
     let path = request.url
     if (fillPath !== undefined) {
       const q = path.indexOf('?')
@@ -37,20 +40,46 @@ export function createProxyHandler (plan: ProxyPlan): RouteHandlerMethod {
       const q = path.indexOf('?')
       if (DOT_SEGMENT.test(q === -1 ? path : path.slice(0, q))) throw new GatewayError('BAD_REQUEST', 'a path segment may not be "." or ".."')
     }
-    const res = await client.call({
+    return await client.call({
       method: request.method,
       path,
       headers: upstreamRequestHeaders(request, forward),
       body: rawBodyOf(request) ?? request.body as Readable | undefined,
       timeout: client.timeout,
     })
-    reply.code(res.statusCode)
-    copyResponseHeaders(res.headers, reply)
-    if (request.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304) {
-      // No body may follow; drain so the pooled connection is free again.
-      res.body.resume()
-      return reply.send()
-    }
-    return reply.send(res.body)
+  }
+}
+
+/** Streams the upstream's answer back unchanged; `afterSuccess` runs on a 2xx before the answer is sent (cache invalidation). */
+export function createProxyHandler (plan: ProxyPlan, afterSuccess?: (request: FastifyRequest) => Promise<void>): RouteHandlerMethod {
+  const callUpstream = createProxyCall(plan)
+  return async function proxyHandler (request: FastifyRequest, reply: FastifyReply) {
+    const res = await callUpstream(request)
+    if (afterSuccess !== undefined && res.statusCode >= 200 && res.statusCode < 300) await afterSuccess(request)
+    return sendUpstream(request, reply, res)
+  }
+}
+
+export function sendUpstream (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse): FastifyReply {
+  reply.code(res.statusCode)
+  copyResponseHeaders(res.headers, reply)
+  if (request.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304) {
+    // No body may follow; drain so the pooled connection is free again.
+    res.body.resume()
+    return reply.send()
+  }
+  return reply.send(res.body)
+}
+
+/**
+ * For cached routes: the whole answer as bytes, refused past `limit` (a
+ * cached route buffers what it may store; it never buffers without bound).
+ */
+export function createBufferedProxy (plan: ProxyPlan): (request: FastifyRequest) => Promise<ProducedResponse> {
+  const callUpstream = createProxyCall(plan)
+  const limit = plan.client.maxResponseSize
+  return async function produceProxied (request) {
+    const res = await callUpstream(request)
+    return { status: res.statusCode, headers: res.headers as ProducedResponse['headers'], body: await readBody(res, limit, plan.client.name), cacheable: true }
   }
 }

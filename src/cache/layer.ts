@@ -1,0 +1,92 @@
+// The cache as the request path sees it: every store operation gets a short
+// time budget, and a store that is down, slow or failing is skipped rather
+// than waited for (the request is served from the upstream, `x-cache:
+// BYPASS`). Failures are logged once per outage; the next operation after
+// the store answers again resumes caching by itself.
+
+import type { FastifyBaseLogger } from 'fastify'
+import type { CacheEntry, CacheStore } from './store.js'
+import type { FillContext, ValueFiller } from '../compile/template.js'
+
+export interface Lookup {
+  /** False when the store could not be asked: do not try to write either. */
+  ok: boolean
+  entry?: CacheEntry
+}
+
+export class CacheLayer {
+  private failing = false
+
+  constructor (
+    readonly store: CacheStore,
+    private readonly log: FastifyBaseLogger,
+    private readonly budget: number,
+    /** Cheap pre-check (e.g. the Redis connection is not up): skip without trying. */
+    private readonly available: () => boolean = () => true,
+  ) {}
+
+  async get (key: string): Promise<Lookup> {
+    if (!this.available()) return { ok: false }
+    try {
+      const entry = await this.withBudget(this.store.get(key))
+      this.recovered()
+      return entry === undefined ? { ok: true } : { ok: true, entry }
+    } catch (err) {
+      this.failed(err)
+      return { ok: false }
+    }
+  }
+
+  async set (key: string, entry: CacheEntry): Promise<void> {
+    if (!this.available()) return
+    try {
+      await this.withBudget(this.store.set(key, entry))
+    } catch (err) {
+      this.failed(err)
+    }
+  }
+
+  /** Purges by tag; false when the store could not be reached (the entries then expire by ttl). */
+  async purgeTags (tags: string[]): Promise<boolean> {
+    if (tags.length === 0) return true
+    try {
+      await this.withBudget(this.store.purgeTags(tags), this.budget * 4)
+      return true
+    } catch (err) {
+      this.failed(err)
+      return false
+    }
+  }
+
+  /** A route's `invalidates` templates, filled from the request and purged. */
+  invalidator (templates: ValueFiller[], routeId: string): (ctx: FillContext) => Promise<void> {
+    return async (ctx) => {
+      const tags = templates.map(fill => fill(ctx))
+      if (!(await this.purgeTags(tags))) this.log.warn({ route: routeId, tags }, 'cache invalidation failed; entries expire by their ttl')
+    }
+  }
+
+  private async withBudget<T> (op: Promise<T>, ms = this.budget): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(new Error(`cache store took longer than ${ms} ms`)) }, ms)
+    })
+    try {
+      return await Promise.race([op, late])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  private failed (err: unknown): void {
+    if (this.failing) return
+    this.failing = true
+    this.log.warn({ store: this.store.kind, err: (err as Error).message }, 'cache store unavailable: serving without cache (x-cache: BYPASS)')
+  }
+
+  private recovered (): void {
+    if (!this.failing) return
+    this.failing = false
+    this.log.info({ store: this.store.kind }, 'cache store answers again: caching resumed')
+  }
+}

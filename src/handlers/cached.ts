@@ -1,0 +1,114 @@
+// The response cache in front of a route's producer (pipeline step 7; it runs
+// in the handler, so only requests that passed auth, authorization and rate
+// limiting ever see a cached answer).
+//
+//   fresh entry            → HIT
+//   stale, within SWR      → STALE, and one background refresh
+//   miss                   → MISS: one upstream call per key (coalesced), stored if cacheable
+//   upstream fails, entry within staleIfError → STALE instead of the error
+//   store unreachable/slow → BYPASS: served from the upstream, never an error
+
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
+import { GatewayError } from '../errors.js'
+import type { FillContext, ValueFiller } from '../compile/template.js'
+import type { CacheEntry } from '../cache/store.js'
+import { cacheKey, freshnessFor, storableHeaders, type KeySpec } from '../cache/keys.js'
+import { Coalescer } from '../cache/coalesce.js'
+import type { CacheLayer } from '../cache/layer.js'
+import { sendProduced, type ProducedResponse } from './produced.js'
+
+export interface CachePlan extends KeySpec {
+  ttl: number
+  staleWhileRevalidate: number
+  staleIfError: number
+  tags: ValueFiller[]
+}
+
+export type Producer = (request: FastifyRequest) => Promise<ProducedResponse>
+
+export function createCachedHandler (produce: Producer, plan: CachePlan, layer: CacheLayer, uncached: RouteHandlerMethod, log: FastifyBaseLogger): RouteHandlerMethod {
+  const coalescer = new Coalescer<ProducedResponse>()
+
+  /** Calls the upstream once per key at a time, and stores what may be stored. */
+  async function fetchAndStore (key: string, request: FastifyRequest, storeIt: boolean): Promise<ProducedResponse> {
+    return await coalescer.run(key, async () => {
+      const res = await produce(request)
+      if (storeIt && res.cacheable) {
+        const fresh = freshnessFor(res.status, res.headers, plan.scope, plan.ttl)
+        if (fresh > 0) {
+          const now = Date.now()
+          const entry: CacheEntry = {
+            status: res.status,
+            headers: storableHeaders(res.headers),
+            body: res.body,
+            storedAt: now,
+            freshUntil: now + fresh,
+            staleUntil: now + fresh + plan.staleWhileRevalidate,
+            errorUntil: now + fresh + plan.staleIfError,
+            tags: fillTags(plan.tags, request),
+          }
+          await layer.set(key, entry)
+        }
+      }
+      return res
+    })
+  }
+
+  return async function cachedHandler (request: FastifyRequest, reply: FastifyReply) {
+    if (request.method !== 'GET') {
+      reply.header('x-cache', 'BYPASS')
+      return await (uncached as (req: FastifyRequest, rep: FastifyReply) => Promise<unknown>)(request, reply)
+    }
+    const key = cacheKey(request, plan)
+    const lookup = await layer.get(key)
+    const entry = lookup.entry
+    const now = Date.now()
+    if (entry !== undefined && now < entry.freshUntil) return sendEntry(reply, entry, 'HIT', now)
+    if (entry !== undefined && now < entry.staleUntil) {
+      if (!coalescer.has(key)) {
+        fetchAndStore(key, request, true).catch((err: unknown) => {
+          log.warn({ route: plan.routeId, err: (err as Error).message }, 'background cache refresh failed')
+        })
+      }
+      return sendEntry(reply, entry, 'STALE', now)
+    }
+    let res: ProducedResponse
+    try {
+      res = await fetchAndStore(key, request, lookup.ok)
+    } catch (err) {
+      if (entry !== undefined && now < entry.errorUntil && isUpstreamFailure(err)) return sendEntry(reply, entry, 'STALE', now)
+      throw err
+    }
+    if (res.status >= 500 && entry !== undefined && now < entry.errorUntil) return sendEntry(reply, entry, 'STALE', now)
+    reply.header('x-cache', lookup.ok ? 'MISS' : 'BYPASS').header('age', '0')
+    return sendProduced(reply, res)
+  }
+}
+
+function sendEntry (reply: FastifyReply, entry: CacheEntry, state: 'HIT' | 'STALE', now: number): FastifyReply {
+  return reply
+    .code(entry.status)
+    .headers(entry.headers)
+    .header('x-cache', state)
+    .header('age', String(Math.max(0, Math.floor((now - entry.storedAt) / 1000))))
+    .send(entry.body)
+}
+
+function isUpstreamFailure (err: unknown): boolean {
+  return err instanceof GatewayError && (err.code === 'UPSTREAM_ERROR' || err.code === 'UPSTREAM_TIMEOUT' || err.code === 'CIRCUIT_OPEN')
+}
+
+export function fillContext (request: FastifyRequest): FillContext {
+  return {
+    params: request.params as Record<string, string>,
+    query: request.query as Record<string, unknown>,
+    headers: request.headers,
+    auth: request.auth?.claims,
+  }
+}
+
+function fillTags (tags: ValueFiller[], request: FastifyRequest): string[] {
+  if (tags.length === 0) return []
+  const ctx = fillContext(request)
+  return tags.map(fill => fill(ctx))
+}
