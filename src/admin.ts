@@ -38,6 +38,7 @@ export async function buildAdminApp (gateway: FastifyInstance): Promise<FastifyI
     policy: p.policy.name,
     target: p.target,
     ...(p.rateLimit !== undefined ? { rateLimit: p.rateLimit } : {}),
+    ...(p.cache !== undefined ? { cache: p.cache } : {}),
   })))
 
   app.post('/admin/cache/purge', {

@@ -3,7 +3,7 @@
 // runs per request.
 
 import type { FastifyBaseLogger, FastifyRequest, RouteHandlerMethod } from 'fastify'
-import type { GatewayConfig, HttpMethod, RateLimitConfig, RouteConfig, RouteSchema } from '../config/types.js'
+import type { GatewayConfig, HttpMethod, RateLimitConfig, RouteCacheConfig, RouteConfig, RouteSchema } from '../config/types.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { CompiledPolicy } from './policy.js'
 import { compilePathTemplate, compileValueTemplate, type ValueFiller } from './template.js'
@@ -19,6 +19,7 @@ export interface RoutePlan {
   path: string
   policy: CompiledPolicy
   rateLimit?: RateLimitConfig
+  cache?: RouteCacheConfig
   schema?: RouteSchema
   /** `json`: the body is parsed (to validate it) but its raw bytes are forwarded; `stream`: piped through. */
   body: 'stream' | 'json'
@@ -101,6 +102,7 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     path: route.path,
     policy,
     ...(route.rateLimit !== undefined ? { rateLimit: route.rateLimit } : {}),
+    ...(route.cache !== undefined ? { cache: route.cache } : {}),
     ...(route.schema !== undefined ? { schema: route.schema } : {}),
     body: route.schema?.body !== undefined ? 'json' : 'stream',
     target: describeTarget(route),
