@@ -3,13 +3,13 @@
 // no offline queue and a short command timeout, so a Redis outage turns into
 // an immediate fallback, never into requests hanging on Redis.
 
-import { Redis } from 'ioredis'
+import { Cluster, Redis, type RedisOptions as IORedisOptions } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 
 export type RedisState = 'up' | 'down' | 'not configured'
 
 export interface RedisConnection {
-  client: Redis
+  client: Redis | Cluster
   state: () => RedisState
   close: () => Promise<void>
   /** Resolves once the first connection attempt succeeded or failed, or after `ms`; then the state. */
@@ -26,7 +26,7 @@ export function connectRedis (url: string, log: FastifyBaseLogger, opts: RedisOp
   let outageLogged = false
   let settle: () => void = () => {}
   const firstAttempt = new Promise<void>(resolve => { settle = resolve })
-  const client = new Redis(url, {
+  const options: IORedisOptions = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: opts.commandTimeout ?? 250,
@@ -34,7 +34,17 @@ export function connectRedis (url: string, log: FastifyBaseLogger, opts: RedisOp
     // Keep trying forever, at most every 2 s: Redis coming back must be noticed by itself.
     retryStrategy: (times) => Math.min(100 * times, 2000),
     lazyConnect: false,
-  })
+  }
+  const target = parseRedisUrl(url)
+  const client = target.kind === 'cluster'
+    ? new Cluster(target.nodes, {
+      enableOfflineQueue: false,
+      clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
+      redisOptions: { ...options, ...(target.password !== undefined ? { password: target.password } : {}) },
+    })
+    : target.kind === 'sentinel'
+      ? new Redis({ ...options, sentinels: target.nodes, name: target.name, db: target.db, ...(target.password !== undefined ? { password: target.password } : {}) })
+      : new Redis(url, options)
   client.on('ready', () => {
     up = true
     settle()
@@ -65,4 +75,28 @@ export function connectRedis (url: string, log: FastifyBaseLogger, opts: RedisOp
       return up ? 'up' : 'down'
     },
   }
+}
+
+export type RedisTarget =
+  | { kind: 'single' }
+  | { kind: 'cluster', nodes: Array<{ host: string, port: number }>, password?: string }
+  | { kind: 'sentinel', nodes: Array<{ host: string, port: number }>, name: string, db: number, password?: string }
+
+/**
+ * `redis://` and `rediss://` are one server. Outgrowing one Redis:
+ * `redis+cluster://[:password@]host:port,host:port` (Redis Cluster, seed nodes) and
+ * `redis+sentinel://[:password@]host:port,host:port/MASTER[/DB]` (Sentinel).
+ */
+export function parseRedisUrl (url: string): RedisTarget {
+  const m = /^redis\+(cluster|sentinel):\/\/(?:(?:[^:@/]*):([^@/]*)@)?([^/]+)(?:\/([^/]+))?(?:\/(\d+))?\/?$/.exec(url)
+  if (m === null) return { kind: 'single' }
+  const [, kind, password, hosts, name, db] = m
+  const defaultPort = kind === 'sentinel' ? 26379 : 6379
+  const nodes = hosts.split(',').map(h => {
+    const i = h.lastIndexOf(':')
+    return i === -1 ? { host: h, port: defaultPort } : { host: h.slice(0, i), port: Number(h.slice(i + 1)) }
+  })
+  const pw = password !== undefined ? decodeURIComponent(password) : undefined
+  if (kind === 'cluster') return { kind, nodes, ...(pw !== undefined ? { password: pw } : {}) }
+  return { kind: 'sentinel', nodes, name: name ?? 'mymaster', db: Number(db ?? 0), ...(pw !== undefined ? { password: pw } : {}) }
 }

@@ -260,6 +260,11 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
     })
   }
 
+  const redisUrl = raw.redis?.url ?? ''
+  if (redisUrl !== '' && !/^(rediss?|redis\+cluster|redis\+sentinel):\/\//.test(redisUrl)) {
+    at(['redis', 'url'], 'must be a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL (or empty for in-memory stores)')
+  }
+
   const ids = new Map<string, FieldPath>()
   const router = FindMyWay()
   raw.routes.forEach((route, i) => {
