@@ -18,7 +18,8 @@ export async function buildAdminApp (gateway: FastifyInstance): Promise<FastifyI
   if (admin.token !== '') {
     const expected = digest(`Bearer ${admin.token}`)
     app.addHook('onRequest', async (request) => {
-      if (!request.url.startsWith('/admin/')) return
+      // The matched route too, not just the raw URL: the router decodes `/%61dmin/...` to an /admin/ route.
+      if (!request.url.startsWith('/admin/') && request.routeOptions.url?.startsWith('/admin/') !== true) return
       const given = request.headers.authorization
       if (typeof given !== 'string' || !timingSafeEqual(digest(given), expected)) {
         throw new GatewayError('UNAUTHENTICATED', 'the admin API requires the admin token', { headers: { 'www-authenticate': 'Bearer realm="portico-admin"' } })

@@ -33,7 +33,7 @@ async function freePort (): Promise<number> {
   return typeof address === 'object' && address !== null ? address.port : 0
 }
 
-async function startCluster (t: Parameters<Parameters<typeof t.test>[1]>[0]): Promise<number[]> {
+async function startCluster (t: { teardown: (fn: () => void) => void }): Promise<number[]> {
   const dir = mkdtempSync(join(tmpdir(), 'portico-cluster-'))
   const ports: number[] = []
   const procs: ChildProcess[] = []
