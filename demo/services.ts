@@ -45,7 +45,21 @@ const SERVICES: Record<string, Handler> = {
     }
     return { status: 404, body: { error: 'not found' } }
   },
-  catalog (req, url) {
+  // The write side of the catalog (CQRS): it changes the data the read
+  // service serves, as a projection fed by its events would.
+  'catalog-write' (req, url, body) {
+    const m = /^\/products\/([^/]+)$/.exec(url.pathname)
+    if (req.method === 'PUT' && m !== null) {
+      const p = products.find(x => x.id === decodeURIComponent(m[1]))
+      if (p === undefined) return { status: 404, body: { error: 'no such product' } }
+      const b = (body ?? {}) as { price?: number, stock?: number }
+      if (typeof b.price === 'number') p.price = b.price
+      if (typeof b.stock === 'number') p.stock = b.stock
+      return { status: 200, body: p }
+    }
+    return { status: 404, body: { error: 'not found' } }
+  },
+  'catalog-read' (req, url) {
     const m = /^\/products\/([^/]+)$/.exec(url.pathname)
     if (url.pathname === '/products') return { status: 200, body: products }
     if (m !== null) {

@@ -13,6 +13,9 @@ import { connectRedis, type RedisConnection } from './redis.js'
 import type { FallbackState } from './rate-limit-store.js'
 import { mountRoutes } from './mount-routes.js'
 import { CacheLayer } from './cache/layer.js'
+import { EventPublisher } from './events/publisher.js'
+import { RedisEventSink } from './events/redis-sink.js'
+import { MemoryEventSink } from './events/memory-sink.js'
 import { MemoryCacheStore } from './cache/memory-store.js'
 import { RedisCacheStore } from './cache/redis-store.js'
 import requestId, { genRequestId } from '../plugins/request-id.js'
@@ -34,6 +37,8 @@ declare module 'fastify' {
     routePlans: RoutePlan[]
     serviceClients: Map<string, ServiceClient>
     cacheLayer: CacheLayer
+    /** undefined when no publish/command route can exist (no sink). */
+    events: EventPublisher | undefined
   }
 }
 
@@ -81,11 +86,16 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   const cache = redis !== undefined
     ? new CacheLayer(new RedisCacheStore(redis.client, config.redis.keyPrefix), app.log, config.cache.timeout, () => redis.state() === 'up')
     : new CacheLayer(new MemoryCacheStore({ maxEntries: config.cache.maxEntries, maxBytes: config.cache.maxBytes }), app.log, config.cache.timeout)
-  const plans = config.routes.map(route => compileRoutePlan(route, { config, clients, policies, cache, log: app.log }))
+  const sink = config.events.sink === 'redis' && redis !== undefined
+    ? new RedisEventSink(redis.client, config.events.maxLen, config.redis.keyPrefix)
+    : config.events.sink === 'memory' ? new MemoryEventSink(config.events.maxLen) : undefined
+  const events = sink !== undefined ? new EventPublisher(sink, app.log, config.events.publishRetries) : undefined
+  const plans = config.routes.map(route => compileRoutePlan(route, { config, clients, policies, cache, log: app.log, ...(events !== undefined ? { events } : {}) }))
   app.decorate('gatewayConfig', config)
   app.decorate('routePlans', plans)
   app.decorate('serviceClients', clients)
   app.decorate('cacheLayer', cache)
+  app.decorate('events', events)
 
   const rateLimitState: FallbackState = { fallbacks: 0 }
   await app.register(requestId)
@@ -95,7 +105,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   await app.register(rateLimit, { ...(redis !== undefined ? { redis } : {}), keyPrefix: config.redis.keyPrefix, state: rateLimitState })
   await app.register(health, {
     routes: plans.length,
-    dependencies: () => ({ redis: redis?.state() ?? 'not configured', cache: cache.store.kind }),
+    dependencies: () => ({ redis: redis?.state() ?? 'not configured', cache: cache.store.kind, events: sink?.kind ?? 'not configured' }),
   })
   await mountRoutes(app, { plans, bodyLimit: server.bodyLimit })
   return app

@@ -18,6 +18,7 @@ Commands:
   check    validate the configuration and exit
   routes   print the route table
   token    print a signed JWT for development and demos
+  events   events tail --stream NAME: print a stream's events as they arrive
 
 Run "portico <command> --help" for a command's options.`,
   start: `Usage: portico start [--config FILE] [--demo]
@@ -43,6 +44,12 @@ iss/aud set when the config checks them. For development and demos.
   --scope "x y"  space-separated scopes (the scope claim)
   --ttl 1h       lifetime (default 1h)
 Exit 1 when the config has no HS secret or no HS algorithm allowed.`,
+  events: `Usage: portico events tail --stream NAME [--from-start] [--config FILE]
+
+Prints each event appended to the Redis stream NAME (by publish and command
+routes) as one JSON line, as it arrives; --from-start prints the stream's
+existing entries first. Reads the Redis of the config's redis.url. Stops on
+SIGINT/SIGTERM (exit 0); exit 1 when no Redis is configured.`,
 }
 
 const OPTIONS = {
@@ -52,6 +59,8 @@ const OPTIONS = {
   roles: { type: 'string' },
   scope: { type: 'string' },
   ttl: { type: 'string' },
+  stream: { type: 'string' },
+  'from-start': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
@@ -65,9 +74,10 @@ export async function main (argv: string[]): Promise<number> {
     console.error(`portico: unknown command "${command}"\n\n${HELP.main}`)
     return 2
   }
-  let values: { config?: string, demo?: boolean, help?: boolean, sub?: string, roles?: string, scope?: string, ttl?: string }
+  let values: { config?: string, demo?: boolean, help?: boolean, sub?: string, roles?: string, scope?: string, ttl?: string, stream?: string, 'from-start'?: boolean }
+  let positionals: string[]
   try {
-    ({ values } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: false }))
+    ({ values, positionals } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: command === 'events' }))
   } catch (err) {
     console.error(`portico ${command}: ${(err as Error).message}\n\n${HELP[command]}`)
     return 2
@@ -87,6 +97,13 @@ export async function main (argv: string[]): Promise<number> {
     case 'check': return check(configFile)
     case 'routes': return routes(configFile)
     case 'token': return token(configFile, values)
+    case 'events': {
+      if (positionals[0] !== 'tail' || positionals.length !== 1 || values.stream === undefined || values.stream === '') {
+        console.error(`portico events: expected "events tail --stream NAME"\n\n${HELP.events}`)
+        return 2
+      }
+      return await tailEvents(configFile, values.stream, values['from-start'] === true)
+    }
     default: return await start(configFile, values.demo === true)
   }
 }
@@ -155,6 +172,18 @@ function token (configFile: string, opts: { sub?: string, roles?: string, scope?
   })
   console.log(sign(claims))
   return 0
+}
+
+async function tailEvents (configFile: string, stream: string, fromStart: boolean): Promise<number> {
+  const loaded = load(configFile)
+  if (typeof loaded === 'number') return loaded
+  const { config } = loaded
+  if (config.redis.url === '') {
+    console.error(`portico events: ${displayFile(config.file)} has no redis.url; event streams live in Redis (the memory sink is inside the gateway process)`)
+    return 1
+  }
+  const { tail } = await import('./events/tail.js')
+  return await tail(config.redis.url, stream, fromStart)
 }
 
 async function start (configFile: string, demo: boolean): Promise<number> {

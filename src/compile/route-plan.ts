@@ -7,7 +7,9 @@ import type { GatewayConfig, HttpMethod, RateLimitConfig, RouteCacheConfig, Rout
 import type { ServiceClient } from '../upstream/client.js'
 import type { CompiledPolicy } from './policy.js'
 import { compilePathTemplate, compileValueTemplate, type ValueFiller } from './template.js'
-import { createBufferedProxy, createProxyHandler, type ProxyPlan } from '../handlers/proxy.js'
+import { createBufferedProxy, createProxyHandler, type ProxyPlan, type SuccessHooks } from '../handlers/proxy.js'
+import { createCommandHandler } from '../handlers/command.js'
+import type { EventPublisher } from '../events/publisher.js'
 import { createAggregateHandler, createAggregateProducer } from '../handlers/aggregate.js'
 import { createCachedHandler, fillContext, type Producer } from '../handlers/cached.js'
 import type { CacheLayer } from '../cache/layer.js'
@@ -33,6 +35,7 @@ export interface PlanContext {
   clients: Map<string, ServiceClient>
   policies: Map<string, CompiledPolicy>
   cache: CacheLayer
+  events?: EventPublisher
   log: FastifyBaseLogger
 }
 
@@ -57,12 +60,15 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
       ...(route.proxy.path !== undefined ? { fillPath: compilePathTemplate(route.proxy.path), templateHasQuery: route.proxy.path.includes('?') } : {}),
       forward,
     }
-    let afterSuccess: ((request: FastifyRequest) => Promise<void>) | undefined
+    const hooks: SuccessHooks = {}
     if (route.invalidates !== undefined) {
       const invalidate = ctx.cache.invalidator(route.invalidates.map(compileValueTemplate), route.id)
-      afterSuccess = async (request) => { await invalidate(fillContext(request)) }
+      hooks.invalidate = async (request: FastifyRequest) => { await invalidate(fillContext(request)) }
     }
-    uncached = createProxyHandler(proxyPlan, afterSuccess)
+    if (route.publish !== undefined) {
+      hooks.publish = { ...route.publish, routeId: route.id, publisher: publisher(ctx, route.id) }
+    }
+    uncached = createProxyHandler(proxyPlan, hooks)
     produce = createBufferedProxy(proxyPlan)
   } else if (route.aggregate !== undefined) {
     const aggregatePlan = {
@@ -81,6 +87,16 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     }
     uncached = createAggregateHandler(aggregatePlan)
     produce = createAggregateProducer(aggregatePlan)
+  } else if (route.command !== undefined) {
+    uncached = createCommandHandler({
+      routeId: route.id,
+      stream: route.command.stream,
+      type: route.command.type,
+      ...(route.command.statusPath !== undefined ? { statusPath: route.command.statusPath } : {}),
+      idempotencyWindow: ctx.config.events.idempotencyWindow,
+      publisher: publisher(ctx, route.id),
+    })
+    produce = async () => { throw new Error('command routes are not cached') } // excluded by validation
   } else {
     throw new Error(`route ${route.id} has no target`) // excluded by validation
   }
@@ -104,14 +120,21 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     ...(route.rateLimit !== undefined ? { rateLimit: route.rateLimit } : {}),
     ...(route.cache !== undefined ? { cache: route.cache } : {}),
     ...(route.schema !== undefined ? { schema: route.schema } : {}),
-    body: route.schema?.body !== undefined ? 'json' : 'stream',
+    // The body is parsed (and its raw bytes kept) when it is validated or becomes an event.
+    body: route.schema?.body !== undefined || route.command !== undefined || route.publish?.from === 'request' ? 'json' : 'stream',
     target: describeTarget(route),
     handler,
   }
 }
 
+function publisher (ctx: PlanContext, routeId: string): EventPublisher {
+  if (ctx.events === undefined) throw new Error(`route ${routeId}: no event sink`) // excluded by validation
+  return ctx.events
+}
+
 export function describeTarget (route: RouteConfig): string {
   if (route.proxy !== undefined) return `proxy ${route.proxy.service} ${route.proxy.path ?? '(same path)'}`
+  if (route.command !== undefined) return `command → stream ${route.command.stream}`
   if (route.aggregate !== undefined) return `aggregate ${route.aggregate.map(p => `${p.name}=${p.service}${p.optional ? '?' : ''}`).join(' ')}`
   return '-'
 }

@@ -64,6 +64,17 @@ const cacheSettings = {
   },
 }
 
+const events = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    sink: { enum: ['redis', 'memory'] },
+    maxLen: { type: 'integer', minimum: 1 },
+    idempotencyWindow: duration,
+    publishRetries: { type: 'integer', minimum: 0, maximum: 10 },
+  },
+}
+
 const redis = {
   type: 'object',
   additionalProperties: false,
@@ -207,6 +218,26 @@ const route = {
       },
     },
     invalidates: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+    publish: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['stream', 'type'],
+      properties: {
+        stream: { type: 'string', minLength: 1 },
+        type: { type: 'string', minLength: 1 },
+        from: { enum: ['response', 'request'] },
+      },
+    },
+    command: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['stream'],
+      properties: {
+        stream: { type: 'string', minLength: 1 },
+        type: { type: 'string', minLength: 1 },
+        statusPath: { type: 'string', pattern: '^/' },
+      },
+    },
     schema: {
       type: 'object',
       additionalProperties: false,
@@ -258,6 +289,7 @@ export const configSchema = {
     admin,
     redis,
     cache: cacheSettings,
+    events,
     auth,
     policies: { type: 'object', propertyNames: name, additionalProperties: policy },
     services: { type: 'object', propertyNames: name, additionalProperties: service },

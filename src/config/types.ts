@@ -137,6 +137,26 @@ export interface CacheSettings {
   timeout: number
 }
 
+export interface PublishConfig {
+  stream: string
+  type: string
+  from: 'response' | 'request'
+}
+
+export interface CommandConfig {
+  stream: string
+  type: string
+  statusPath?: string
+}
+
+export interface EventsConfig {
+  /** undefined: no publish/command routes may exist. */
+  sink?: 'redis' | 'memory'
+  maxLen: number
+  idempotencyWindow: number
+  publishRetries: number
+}
+
 export interface RouteSchema {
   body?: object
   querystring?: object
@@ -159,6 +179,8 @@ export interface RouteConfig {
   cache?: RouteCacheConfig
   /** Tag templates purged after a 2xx answer. */
   invalidates?: string[]
+  publish?: PublishConfig
+  command?: CommandConfig
   source: SourceLocation
 }
 
@@ -171,6 +193,7 @@ export interface GatewayConfig {
   admin: AdminConfig
   redis: RedisConfig
   cache: CacheSettings
+  events: EventsConfig
   auth: AuthConfig
   policies: Map<string, PolicyConfig>
   services: Map<string, ServiceConfig>
@@ -201,6 +224,7 @@ export const DEFAULTS = {
   },
   redis: { keyPrefix: 'portico:' },
   cache: { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, timeout: 50 },
+  events: { maxLen: 100_000, idempotencyWindow: 86_400_000, publishRetries: 3 },
   jwt: {
     algorithms: ['HS256'] as JwtAlgorithm[],
     clockTolerance: 5_000,

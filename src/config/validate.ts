@@ -75,6 +75,8 @@ interface RawRoute {
   aggregate?: Record<string, RawPart>
   cache?: { ttl: string | number, scope?: 'public' | 'user', staleWhileRevalidate?: string | number, staleIfError?: string | number, tags?: string[], vary?: string[] }
   invalidates?: string[]
+  publish?: { stream: string, type: string, from?: 'response' | 'request' }
+  command?: { stream: string, type?: string, statusPath?: string }
 }
 
 interface RawPart {
@@ -125,6 +127,7 @@ interface RawConfig {
   server?: Partial<Record<keyof ServerConfig, unknown>>
   admin?: { host?: string, port?: number, token?: string }
   cache?: { maxEntries?: number, maxBytes?: string | number, timeout?: string | number }
+  events?: { sink?: 'redis' | 'memory', maxLen?: number, idempotencyWindow?: string | number, publishRetries?: number }
   redis?: { url?: string, keyPrefix?: string }
   auth?: {
     jwt?: RawJwt
@@ -265,6 +268,8 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
     at(['redis', 'url'], 'must be a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL (or empty for in-memory stores)')
   }
 
+  const eventSink = raw.events?.sink ?? (redisUrl !== '' ? 'redis' : undefined)
+
   const ids = new Map<string, FieldPath>()
   const router = FindMyWay()
   raw.routes.forEach((route, i) => {
@@ -306,6 +311,21 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
       }
     }
     for (const [i, tag] of (route.invalidates ?? []).entries()) checkTemplate(tag, route.path, here('invalidates', i), at, false)
+    for (const field of ['publish', 'command'] as const) {
+      if (route[field] === undefined) continue
+      if (eventSink === undefined) {
+        at(here(field), `needs an event stream: set redis.url, or events: { sink: memory } for demos and tests`)
+      } else if (eventSink === 'redis' && redisUrl === '') {
+        at(['events', 'sink'], 'sink: redis needs redis.url')
+      }
+    }
+    if (route.publish !== undefined && route.proxy === undefined) at(here('publish'), 'only a proxy route publishes (a command route appends its body itself)')
+    if (route.command !== undefined) {
+      if (!methodsOf(route).some(m => BODY_METHODS.has(m)) || methodsOf(route).some(m => !BODY_METHODS.has(m))) {
+        at(here('method'), 'a command route takes POST, PUT, PATCH or DELETE only')
+      }
+      if (route.cache !== undefined) at(here('cache'), 'a command route is not cached')
+    }
     const targets = TARGETS.filter(k => route[k] !== undefined)
     if (targets.length !== 1) {
       at(here(), targets.length === 0 ? `needs a target: ${TARGETS.join(' or ')}` : `has several targets (${targets.join(', ')}); a route has exactly one`)
@@ -414,7 +434,7 @@ function checkAuth (raw: RawConfig, map: SourceMap, file: string, publicKeys: Ma
   return problems
 }
 
-const TARGETS = ['proxy', 'aggregate'] as const
+const TARGETS = ['proxy', 'aggregate', 'command'] as const
 
 function checkTemplate (template: string, routePath: string, path: FieldPath, at: (p: FieldPath, m: string) => void, isPath: boolean): void {
   let parsed
@@ -600,6 +620,8 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
       ...(r.aggregate !== undefined ? { aggregate: normalizeParts(r.aggregate, services) } : {}),
       ...(r.cache !== undefined ? { cache: normalizeCache(r.cache, policies.get(r.policy)?.auth ?? 'none') } : {}),
       ...(r.invalidates !== undefined ? { invalidates: r.invalidates } : {}),
+      ...(r.publish !== undefined ? { publish: { stream: r.publish.stream, type: r.publish.type, from: r.publish.from ?? 'response' } } : {}),
+      ...(r.command !== undefined ? { command: { stream: r.command.stream, type: r.command.type ?? r.id, ...(r.command.statusPath !== undefined ? { statusPath: r.command.statusPath } : {}) } } : {}),
       ...(r.proxy !== undefined ? { proxy: { ...r.proxy } } : {}),
       source: { file: loc.file, line: loc.line },
     }
@@ -614,5 +636,13 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
     maxBytes: parseSize(raw.cache?.maxBytes) ?? DEFAULTS.cache.maxBytes,
     timeout: parseDuration(raw.cache?.timeout) ?? DEFAULTS.cache.timeout,
   }
-  return { file, files, server, admin, redis, cache, auth, policies, services, routes }
+  const e = raw.events ?? {}
+  const sink = e.sink ?? (redis.url !== '' ? 'redis' : undefined)
+  const events = {
+    ...(sink !== undefined ? { sink } : {}),
+    maxLen: e.maxLen ?? DEFAULTS.events.maxLen,
+    idempotencyWindow: parseDuration(e.idempotencyWindow) ?? DEFAULTS.events.idempotencyWindow,
+    publishRetries: e.publishRetries ?? DEFAULTS.events.publishRetries,
+  }
+  return { file, files, server, admin, redis, cache, events, auth, policies, services, routes }
 }

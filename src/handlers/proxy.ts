@@ -6,6 +6,7 @@ import type { PathFiller } from '../compile/template.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { UpstreamResponse } from '../upstream/types.js'
 import { readBody, type ProducedResponse } from './produced.js'
+import type { EventPublisher } from '../events/publisher.js'
 import { copyResponseHeaders, upstreamRequestHeaders, type ForwardOptions } from './forward-headers.js'
 import { rawBodyOf } from '../compile/body.js'
 import { GatewayError } from '../errors.js'
@@ -50,14 +51,63 @@ export function createProxyCall (plan: ProxyPlan): (request: FastifyRequest) => 
   }
 }
 
-/** Streams the upstream's answer back unchanged; `afterSuccess` runs on a 2xx before the answer is sent (cache invalidation). */
-export function createProxyHandler (plan: ProxyPlan, afterSuccess?: (request: FastifyRequest) => Promise<void>): RouteHandlerMethod {
+export interface PublishPlan {
+  stream: string
+  type: string
+  routeId: string
+  /** The event body: the upstream's answer (buffered) or the client's request body. */
+  from: 'response' | 'request'
+  publisher: EventPublisher
+}
+
+export interface SuccessHooks {
+  /** Runs on a 2xx before the answer is sent (cache invalidation: the next read must be fresh). */
+  invalidate?: (request: FastifyRequest) => Promise<void>
+  /** Runs on a 2xx beside the answer (event publishing). */
+  publish?: PublishPlan
+}
+
+/** Streams the upstream's answer back unchanged (buffered only when it is also the event body). */
+export function createProxyHandler (plan: ProxyPlan, hooks: SuccessHooks = {}): RouteHandlerMethod {
   const callUpstream = createProxyCall(plan)
+  const { invalidate, publish } = hooks
   return async function proxyHandler (request: FastifyRequest, reply: FastifyReply) {
     const res = await callUpstream(request)
-    if (afterSuccess !== undefined && res.statusCode >= 200 && res.statusCode < 300) await afterSuccess(request)
-    return sendUpstream(request, reply, res)
+    const ok = res.statusCode >= 200 && res.statusCode < 300
+    if (ok && invalidate !== undefined) await invalidate(request)
+    if (!ok || publish === undefined) return sendUpstream(request, reply, res)
+    if (publish.from === 'request') {
+      publishEvent(publish, request, rawBodyOf(request)?.toString('utf8') ?? 'null')
+      return sendUpstream(request, reply, res)
+    }
+    const body = await readBody(res, plan.client.maxResponseSize, plan.client.name)
+    reply.code(res.statusCode)
+    copyResponseHeaders(res.headers, reply)
+    reply.send(body)
+    publishEvent(publish, request, asJson(body, res.headers['content-type']))
+    return reply
   }
+}
+
+function publishEvent (plan: PublishPlan, request: FastifyRequest, body: string): void {
+  void plan.publisher.publish(plan.stream, {
+    type: plan.type,
+    route: plan.routeId,
+    sub: request.auth?.sub ?? '',
+    requestId: request.id,
+    at: new Date().toISOString(),
+    body,
+  })
+}
+
+/** The event's body field is JSON: a non-JSON answer travels as a JSON string. */
+function asJson (body: Buffer, contentType: string | string[] | undefined): string {
+  const text = body.toString('utf8')
+  if (text === '') return 'null'
+  if (typeof contentType === 'string' && /json/i.test(contentType)) {
+    try { JSON.parse(text); return text } catch { /* fall through */ }
+  }
+  return JSON.stringify(text)
 }
 
 export function sendUpstream (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse): FastifyReply {

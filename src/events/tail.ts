@@ -1,0 +1,50 @@
+// `portico events tail`: a small consumer that prints a stream's events as
+// they arrive, one JSON line each, to watch the event flow (not a worker: a
+// real consumer uses XREADGROUP with a consumer group, see the README).
+
+import { Cluster, Redis } from 'ioredis'
+import { parseRedisUrl } from '../redis.js'
+
+export async function tail (url: string, stream: string, fromStart: boolean): Promise<number> {
+  const target = parseRedisUrl(url)
+  const client = target.kind === 'cluster'
+    ? new Cluster(target.nodes, target.password !== undefined ? { redisOptions: { password: target.password } } : {})
+    : target.kind === 'sentinel'
+      ? new Redis({ sentinels: target.nodes, name: target.name, db: target.db, ...(target.password !== undefined ? { password: target.password } : {}) })
+      : new Redis(url, { maxRetriesPerRequest: null })
+  let stopping = false
+  const stop = (): void => { stopping = true; client.disconnect() }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+  let last = fromStart ? '0' : '$'
+  process.stderr.write(`tailing stream ${stream} (${fromStart ? 'from the start' : 'new events'}); Ctrl-C stops\n`)
+  while (!stopping) {
+    let reply: Array<[string, Array<[string, string[]]>]> | null
+    try {
+      reply = await client.xread('BLOCK', 2000, 'STREAMS', stream, last) as typeof reply
+    } catch (err) {
+      if (stopping) break
+      process.stderr.write(`portico events: ${(err as Error).message}\n`)
+      await new Promise(resolve => setTimeout(resolve, 1000))
+      continue
+    }
+    for (const [, entries] of reply ?? []) {
+      for (const [id, fields] of entries) {
+        last = id
+        console.log(JSON.stringify({ id, ...toEvent(fields) }))
+      }
+    }
+  }
+  return 0
+}
+
+function toEvent (fields: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const [name, value] = [fields[i], fields[i + 1]]
+    if (name === 'body') {
+      try { out.body = JSON.parse(value) } catch { out.body = value }
+    } else out[name] = value
+  }
+  return out
+}
