@@ -8,6 +8,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { GatewayError } from './errors.js'
 import requestId, { genRequestId } from '../plugins/request-id.js'
 import errorHandler from '../plugins/error-handler.js'
+import type { GatewayConfig } from './config/types.js'
 
 export async function buildAdminApp (gateway: FastifyInstance): Promise<FastifyInstance> {
   const { admin } = gateway.gatewayConfig
@@ -26,6 +27,13 @@ export async function buildAdminApp (gateway: FastifyInstance): Promise<FastifyI
       }
     })
   }
+
+  app.get('/metrics', async (_request, reply) => {
+    const registry = gateway.metrics.registry
+    return reply.type(registry.contentType).send(await registry.metrics())
+  })
+
+  app.get('/admin/config', async () => effectiveConfig(gateway.gatewayConfig))
 
   app.get('/admin/breakers', async () => [...gateway.serviceClients.values()].map(c => ({
     ...c.breaker.snapshot(),
@@ -63,6 +71,36 @@ export async function buildAdminApp (gateway: FastifyInstance): Promise<FastifyI
   })
 
   return app
+}
+
+/** The config as the gateway runs it, with every secret replaced by "***". */
+export function effectiveConfig (config: GatewayConfig): unknown {
+  const { jwt, apiKeys } = config.auth
+  return {
+    file: config.file,
+    files: config.files,
+    server: config.server,
+    admin: { ...config.admin, token: mask(config.admin.token) },
+    redis: { ...config.redis, url: maskUrl(config.redis.url) },
+    cache: config.cache,
+    events: config.events,
+    auth: {
+      ...(jwt !== undefined ? { jwt: { ...jwt, secret: mask(jwt.secret), ...(jwt.publicKey !== undefined ? { publicKey: '(PEM, ' + String(jwt.publicKeyFile) + ')' } : {}) } } : {}),
+      ...(apiKeys !== undefined ? { apiKeys: { header: apiKeys.header, keys: apiKeys.keys.map(k => ({ ...k, key: '***' })) } } : {}),
+    },
+    policies: Object.fromEntries(config.policies),
+    services: Object.fromEntries(config.services),
+    routes: config.routes,
+  }
+}
+
+function mask (secret: string | undefined): string | undefined {
+  return secret === undefined ? undefined : secret === '' ? '' : '***'
+}
+
+/** A Redis URL without its password. */
+function maskUrl (url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, (_all, cred: string) => `//${cred.includes(':') ? cred.slice(0, cred.indexOf(':') + 1) + '***' : '***'}@`)
 }
 
 function digest (text: string): Buffer {

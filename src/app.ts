@@ -25,6 +25,8 @@ import accessLog from '../plugins/access-log.js'
 import auth from '../plugins/auth.js'
 import rateLimit from '../plugins/rate-limit.js'
 import health from '../plugins/health.js'
+import metricsPlugin from '../plugins/metrics.js'
+import { BREAKER_STATE_VALUE, createMetrics, type GatewayMetrics } from './metrics.js'
 
 export interface BuildOptions {
   /** A pino logger; absent: logging off (tests). */
@@ -39,6 +41,7 @@ declare module 'fastify' {
     cacheLayer: CacheLayer
     /** undefined when no publish/command route can exist (no sink). */
     events: EventPublisher | undefined
+    metrics: GatewayMetrics
   }
 }
 
@@ -68,10 +71,19 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   app.server.headersTimeout = server.headersTimeout
 
   const redis: RedisConnection | undefined = config.redis.url !== '' ? connectRedis(config.redis.url, app.log) : undefined
+  let events: EventPublisher | undefined
+  const metrics = createMetrics({
+    redisUp: () => redis === undefined ? undefined : redis.state() === 'up' ? 1 : 0,
+    events: () => events?.counters,
+  })
   const clients = new Map<string, ServiceClient>()
   for (const svc of config.services.values()) {
-    const client = createServiceClient(svc)
+    const timing = metrics.upstream
+    const client = createServiceClient(svc, (seconds, outcome) => { timing.labels(svc.name, outcome).observe(seconds) })
+    metrics.breakerState.labels(svc.name).set(BREAKER_STATE_VALUE.closed)
     client.breaker.onChange(state => {
+      metrics.breakerState.labels(svc.name).set(BREAKER_STATE_VALUE[state])
+      metrics.breakerTransitions.labels(svc.name, state).inc()
       const level = state === 'closed' ? 'info' : 'warn'
       app.log[level]({ service: svc.name, breaker: state }, `circuit breaker for ${svc.name} is ${state}`)
     })
@@ -89,18 +101,20 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   const sink = config.events.sink === 'redis' && redis !== undefined
     ? new RedisEventSink(redis.client, config.events.maxLen, config.redis.keyPrefix)
     : config.events.sink === 'memory' ? new MemoryEventSink(config.events.maxLen) : undefined
-  const events = sink !== undefined ? new EventPublisher(sink, app.log, config.events.publishRetries) : undefined
+  events = sink !== undefined ? new EventPublisher(sink, app.log, config.events.publishRetries) : undefined
   const plans = config.routes.map(route => compileRoutePlan(route, { config, clients, policies, cache, log: app.log, ...(events !== undefined ? { events } : {}) }))
   app.decorate('gatewayConfig', config)
   app.decorate('routePlans', plans)
   app.decorate('serviceClients', clients)
   app.decorate('cacheLayer', cache)
   app.decorate('events', events)
+  app.decorate('metrics', metrics)
 
   const rateLimitState: FallbackState = { fallbacks: 0 }
   await app.register(requestId)
   await app.register(errorHandler)
   await app.register(accessLog)
+  await app.register(metricsPlugin, { metrics })
   await app.register(auth)
   await app.register(rateLimit, { ...(redis !== undefined ? { redis } : {}), keyPrefix: config.redis.keyPrefix, state: rateLimitState })
   await app.register(health, {

@@ -13,6 +13,8 @@ import { createBalancer, type Balancer } from './balancer.js'
 import { createBreaker, type ServiceBreaker } from './breaker.js'
 import { withRetry } from './retry.js'
 import type { UpstreamCall } from './types.js'
+import { GatewayError } from '../errors.js'
+import type { UpstreamOutcome } from '../metrics.js'
 
 export interface ServiceClient {
   name: string
@@ -26,7 +28,10 @@ export interface ServiceClient {
   close: () => Promise<void>
 }
 
-export function createServiceClient (service: ServiceConfig): ServiceClient {
+/** Called once per logical call (after retries), for metrics. */
+export type CallObserver = (seconds: number, outcome: UpstreamOutcome) => void
+
+export function createServiceClient (service: ServiceConfig, observe?: CallObserver): ServiceClient {
   const instances: InstancePool[] = service.urls.map(url => createInstancePool(service.name, url, {
     connections: service.connections,
     keepAliveTimeout: 30_000,
@@ -38,7 +43,7 @@ export function createServiceClient (service: ServiceConfig): ServiceClient {
     name: service.name,
     timeout: service.timeout,
     maxResponseSize: service.maxResponseSize,
-    call: breaker.call,
+    call: observe === undefined ? breaker.call : observed(breaker.call, observe),
     breaker,
     balancer,
     close: async () => {
@@ -46,5 +51,20 @@ export function createServiceClient (service: ServiceConfig): ServiceClient {
       breaker.shutdown()
       await Promise.all(instances.map(i => i.close()))
     },
+  }
+}
+
+function observed (call: UpstreamCall, observe: CallObserver): UpstreamCall {
+  return async (req) => {
+    const start = performance.now()
+    try {
+      const res = await call(req)
+      observe((performance.now() - start) / 1000, res.statusCode >= 500 ? '5xx' : res.statusCode >= 400 ? '4xx' : 'ok')
+      return res
+    } catch (err) {
+      const code = err instanceof GatewayError ? err.code : ''
+      observe((performance.now() - start) / 1000, code === 'UPSTREAM_TIMEOUT' ? 'timeout' : code === 'CIRCUIT_OPEN' ? 'circuit_open' : 'error')
+      throw err
+    }
   }
 }
