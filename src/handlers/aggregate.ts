@@ -3,8 +3,9 @@
 // a reason), never an exception, and one merge step decides the response:
 // an optional part that failed yields its fallback and is named in
 // x-gateway-degraded; a required part that failed fails the request with its
-// code and `part`. The whole aggregate has a deadline (the longest part
-// timeout); what has not arrived by then counts as timed out.
+// code and `part`. Each part has a deadline (its timeout), so the whole
+// aggregate's is the longest part timeout; what has not arrived by its
+// deadline counts as timed out.
 
 import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import { GatewayError } from '../errors.js'
@@ -45,7 +46,6 @@ export function createAggregateHandler (plan: AggregatePlan): RouteHandlerMethod
 export function createAggregateProducer (plan: AggregatePlan): (request: FastifyRequest) => Promise<ProducedResponse> {
   const { parts, forward } = plan
   const keys = parts.map(p => JSON.stringify(p.name))
-  const deadlineMs = Math.max(...parts.map(p => p.timeout))
 
   return async function produceAggregate (request) {
     const ctx: FillContext = {
@@ -55,21 +55,23 @@ export function createAggregateProducer (plan: AggregatePlan): (request: Fastify
       auth: request.auth?.claims,
     }
     const base = partRequestHeaders(request, forward)
-    const deadline = Date.now() + deadlineMs
+    const start = Date.now()
     const abort = new AbortController()
-    let timer: NodeJS.Timeout | undefined
-    const expired = new Promise<'deadline'>(resolve => { timer = setTimeout(resolve, deadlineMs, 'deadline') })
+    // Each part has its own deadline (its timeout, covering retries and a body
+    // that keeps trickling in); the longest of them is the aggregate's.
+    const timers: NodeJS.Timeout[] = []
     let results: PartResult[]
     try {
       results = await Promise.all(parts.map(async part => {
-        const outcome = await Promise.race([callPart(part, ctx, base, deadline, abort.signal), expired])
+        const expired = new Promise<'deadline'>(resolve => { timers.push(setTimeout(resolve, part.timeout, 'deadline')) })
+        const outcome = await Promise.race([callPart(part, ctx, base, start + part.timeout, abort.signal), expired])
         return outcome === 'deadline'
-          ? { ok: false as const, error: new GatewayError('UPSTREAM_TIMEOUT', `part "${part.name}" missed the aggregate deadline`) }
+          ? { ok: false as const, error: new GatewayError('UPSTREAM_TIMEOUT', `part "${part.name}" did not answer within ${part.timeout} ms`) }
           : outcome
       }))
     } finally {
-      clearTimeout(timer)
-      abort.abort() // parts still running past the deadline are cancelled
+      for (const timer of timers) clearTimeout(timer)
+      abort.abort() // parts still running past their deadline are cancelled
     }
     return merge(parts, keys, results)
   }
