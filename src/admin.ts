@@ -10,37 +10,42 @@ import requestId, { genRequestId } from '../plugins/request-id.js'
 import errorHandler from '../plugins/error-handler.js'
 import type { GatewayConfig } from './config/types.js'
 
-export async function buildAdminApp (gateway: FastifyInstance): Promise<FastifyInstance> {
-  const { admin } = gateway.gatewayConfig
+/**
+ * `gateway` is the app serving now; a function when a reload may replace it
+ * (the admin listener then always shows the current config's state).
+ */
+export async function buildAdminApp (gatewayOrGetter: FastifyInstance | (() => FastifyInstance)): Promise<FastifyInstance> {
+  const current = typeof gatewayOrGetter === 'function' ? gatewayOrGetter : () => gatewayOrGetter
+  const gateway = current()
   const app = Fastify({ loggerInstance: gateway.log.child({ listener: 'admin' }), genReqId: genRequestId, requestIdHeader: false, logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }) })
   await app.register(requestId)
   await app.register(errorHandler)
 
-  if (admin.token !== '') {
-    const expected = digest(`Bearer ${admin.token}`)
-    app.addHook('onRequest', async (request) => {
-      // The matched route too, not just the raw URL: the router decodes `/%61dmin/...` to an /admin/ route.
-      if (!request.url.startsWith('/admin/') && request.routeOptions.url?.startsWith('/admin/') !== true) return
-      const given = request.headers.authorization
-      if (typeof given !== 'string' || !timingSafeEqual(digest(given), expected)) {
-        throw new GatewayError('UNAUTHENTICATED', 'the admin API requires the admin token', { headers: { 'www-authenticate': 'Bearer realm="portico-admin"' } })
-      }
-    })
-  }
+  // The token is read from the current config on each call, so a reload can rotate it.
+  app.addHook('onRequest', async (request) => {
+    const token = current().gatewayConfig.admin.token
+    if (token === '') return
+    // The matched route too, not just the raw URL: the router decodes `/%61dmin/...` to an /admin/ route.
+    if (!request.url.startsWith('/admin/') && request.routeOptions.url?.startsWith('/admin/') !== true) return
+    const given = request.headers.authorization
+    if (typeof given !== 'string' || !timingSafeEqual(digest(given), digest(`Bearer ${token}`))) {
+      throw new GatewayError('UNAUTHENTICATED', 'the admin API requires the admin token', { headers: { 'www-authenticate': 'Bearer realm="portico-admin"' } })
+    }
+  })
 
   app.get('/metrics', async (_request, reply) => {
-    const registry = gateway.metrics.registry
+    const registry = current().metrics.registry
     return reply.type(registry.contentType).send(await registry.metrics())
   })
 
-  app.get('/admin/config', async () => effectiveConfig(gateway.gatewayConfig))
+  app.get('/admin/config', async () => effectiveConfig(current().gatewayConfig))
 
-  app.get('/admin/breakers', async () => [...gateway.serviceClients.values()].map(c => ({
+  app.get('/admin/breakers', async () => [...current().serviceClients.values()].map(c => ({
     ...c.breaker.snapshot(),
     instances: c.balancer.health(),
   })))
 
-  app.get('/admin/routes', async () => gateway.routePlans.map(p => ({
+  app.get('/admin/routes', async () => current().routePlans.map(p => ({
     id: p.id,
     methods: p.methods,
     path: p.path,
@@ -61,7 +66,7 @@ export async function buildAdminApp (gateway: FastifyInstance): Promise<FastifyI
     },
   }, async (request) => {
     const body = request.body as { tags?: string[], all?: true }
-    const store = gateway.cacheLayer.store
+    const store = current().cacheLayer.store
     try {
       const purged = body.all === true ? await store.purgeAll() : await store.purgeTags(body.tags ?? [])
       return { purged }

@@ -2,21 +2,20 @@
 // pipeline order (request id → auth → rate limit → validation → handler, with
 // one error handler), the service clients, and the compiled routes mounted.
 
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { GatewayConfig } from './config/types.js'
-import { createServiceClient, type ServiceClient } from './upstream/client.js'
+import type { ServiceClient } from './upstream/client.js'
+import { SharedResources } from './shared-resources.js'
 import { compileRoutePlan, type RoutePlan } from './compile/route-plan.js'
 import { compilePolicy, type AuthDeps, type CompiledPolicy } from './compile/policy.js'
 import { createTokenVerifier } from './auth/jwt.js'
 import { createApiKeyLookup } from './auth/api-key.js'
-import { connectRedis, type RedisConnection } from './redis.js'
+import type { RedisConnection } from './redis.js'
 import type { FallbackState } from './rate-limit-store.js'
 import { mountRoutes } from './mount-routes.js'
 import { CacheLayer } from './cache/layer.js'
 import { EventPublisher } from './events/publisher.js'
 import { RedisEventSink } from './events/redis-sink.js'
-import { MemoryEventSink } from './events/memory-sink.js'
-import { MemoryCacheStore } from './cache/memory-store.js'
 import { RedisCacheStore } from './cache/redis-store.js'
 import requestId, { genRequestId } from '../plugins/request-id.js'
 import errorHandler, { sendProblem, toGatewayError } from '../plugins/error-handler.js'
@@ -26,11 +25,15 @@ import auth from '../plugins/auth.js'
 import rateLimit from '../plugins/rate-limit.js'
 import health from '../plugins/health.js'
 import metricsPlugin from '../plugins/metrics.js'
-import { BREAKER_STATE_VALUE, createMetrics, type GatewayMetrics } from './metrics.js'
+import type { GatewayMetrics } from './metrics.js'
 
 export interface BuildOptions {
   /** A pino logger; absent: logging off (tests). */
   logger?: FastifyBaseLogger
+  /** Resources kept across reloads (src/server.ts); absent: the app owns its own. */
+  shared?: SharedResources
+  /** Serve through a server the caller owns (hot reload swaps apps behind it). */
+  serverFactory?: FastifyServerOptions['serverFactory']
 }
 
 declare module 'fastify' {
@@ -49,6 +52,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   const { server } = config
   const app = Fastify({
     ...(opts.logger !== undefined ? { loggerInstance: opts.logger } : { logger: false }),
+    ...(opts.serverFactory !== undefined ? { serverFactory: opts.serverFactory } : {}),
     // Fastify's per-request lines are off: plugins/access-log writes one line per request instead.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     genReqId: genRequestId,
@@ -70,38 +74,22 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   app.setValidatorCompiler(compileRouteValidator)
   app.server.headersTimeout = server.headersTimeout
 
-  const redis: RedisConnection | undefined = config.redis.url !== '' ? connectRedis(config.redis.url, app.log) : undefined
-  let events: EventPublisher | undefined
-  const metrics = createMetrics({
-    redisUp: () => redis === undefined ? undefined : redis.state() === 'up' ? 1 : 0,
-    events: () => events?.counters,
-  })
+  // Resources that outlive one config; a gateway built alone owns and closes them.
+  const shared = opts.shared ?? new SharedResources(app.log)
+  if (opts.shared === undefined) app.addHook('onClose', async () => { await shared.closeAll() })
+  const redis: RedisConnection | undefined = config.redis.url !== '' ? shared.redis(config.redis.url) : undefined
+  const metrics = shared.metrics
   const clients = new Map<string, ServiceClient>()
-  for (const svc of config.services.values()) {
-    const timing = metrics.upstream
-    const client = createServiceClient(svc, (seconds, outcome) => { timing.labels(svc.name, outcome).observe(seconds) })
-    metrics.breakerState.labels(svc.name).set(BREAKER_STATE_VALUE.closed)
-    client.breaker.onChange(state => {
-      metrics.breakerState.labels(svc.name).set(BREAKER_STATE_VALUE[state])
-      metrics.breakerTransitions.labels(svc.name, state).inc()
-      const level = state === 'closed' ? 'info' : 'warn'
-      app.log[level]({ service: svc.name, breaker: state }, `circuit breaker for ${svc.name} is ${state}`)
-    })
-    clients.set(svc.name, client)
-  }
-  app.addHook('onClose', async () => {
-    await Promise.all([...clients.values()].map(c => c.close()))
-    await redis?.close()
-  })
+  for (const svc of config.services.values()) clients.set(svc.name, shared.serviceClient(svc))
 
   const policies = compilePolicies(config)
   const cache = redis !== undefined
     ? new CacheLayer(new RedisCacheStore(redis.client, config.redis.keyPrefix), app.log, config.cache.timeout, () => redis.state() === 'up')
-    : new CacheLayer(new MemoryCacheStore({ maxEntries: config.cache.maxEntries, maxBytes: config.cache.maxBytes }), app.log, config.cache.timeout)
+    : new CacheLayer(shared.memoryCacheStore(config.cache), app.log, config.cache.timeout)
   const sink = config.events.sink === 'redis' && redis !== undefined
     ? new RedisEventSink(redis.client, config.events.maxLen, config.redis.keyPrefix)
-    : config.events.sink === 'memory' ? new MemoryEventSink(config.events.maxLen) : undefined
-  events = sink !== undefined ? new EventPublisher(sink, app.log, config.events.publishRetries) : undefined
+    : config.events.sink === 'memory' ? shared.memoryEventSink(config.events.maxLen) : undefined
+  const events = sink !== undefined ? new EventPublisher(sink, app.log, config.events.publishRetries, 50, shared.eventCounters) : undefined
   const plans = config.routes.map(route => compileRoutePlan(route, { config, clients, policies, cache, log: app.log, ...(events !== undefined ? { events } : {}) }))
   app.decorate('gatewayConfig', config)
   app.decorate('routePlans', plans)

@@ -21,11 +21,13 @@ Commands:
   events   events tail --stream NAME: print a stream's events as they arrive
 
 Run "portico <command> --help" for a command's options.`,
-  start: `Usage: portico start [--config FILE] [--demo]
+  start: `Usage: portico start [--config FILE] [--demo] [--watch]
 
 Runs the gateway. Prints one line with the listening addresses when ready.
+SIGHUP reloads the config (an invalid one is logged and the old one kept).
   --config FILE  gateway config (default: $PORTICO_CONFIG or config/gateway.yaml)
   --demo         also start the demo upstream services (users, orders, catalog)
+  --watch        reload when a config, policies or routes file changes
 Exit codes: 0 after a clean shutdown (SIGTERM), 1 on a config error or failed start.`,
   check: `Usage: portico check [--config FILE]
 
@@ -55,6 +57,7 @@ SIGINT/SIGTERM (exit 0); exit 1 when no Redis is configured.`,
 const OPTIONS = {
   config: { type: 'string' },
   demo: { type: 'boolean' },
+  watch: { type: 'boolean' },
   sub: { type: 'string' },
   roles: { type: 'string' },
   scope: { type: 'string' },
@@ -74,7 +77,7 @@ export async function main (argv: string[]): Promise<number> {
     console.error(`portico: unknown command "${command}"\n\n${HELP.main}`)
     return 2
   }
-  let values: { config?: string, demo?: boolean, help?: boolean, sub?: string, roles?: string, scope?: string, ttl?: string, stream?: string, 'from-start'?: boolean }
+  let values: { config?: string, demo?: boolean, watch?: boolean, help?: boolean, sub?: string, roles?: string, scope?: string, ttl?: string, stream?: string, 'from-start'?: boolean }
   let positionals: string[]
   try {
     ({ values, positionals } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: command === 'events' }))
@@ -83,9 +86,11 @@ export async function main (argv: string[]): Promise<number> {
     return 2
   }
   if (values.help === true) { console.log(HELP[command]); return 0 }
-  if (values.demo === true && command !== 'start') {
-    console.error(`portico ${command}: --demo is only for start`)
-    return 2
+  for (const flag of ['demo', 'watch'] as const) {
+    if (values[flag] === true && command !== 'start') {
+      console.error(`portico ${command}: --${flag} is only for start`)
+      return 2
+    }
   }
   const tokenOnly = (['sub', 'roles', 'scope', 'ttl'] as const).filter(k => values[k] !== undefined)
   if (command !== 'token' && tokenOnly.length > 0) {
@@ -104,7 +109,7 @@ export async function main (argv: string[]): Promise<number> {
       }
       return await tailEvents(configFile, values.stream, values['from-start'] === true)
     }
-    default: return await start(configFile, values.demo === true)
+    default: return await start(configFile, values.demo === true, values.watch === true)
   }
 }
 
@@ -186,10 +191,10 @@ async function tailEvents (configFile: string, stream: string, fromStart: boolea
   return await tail(config.redis.url, stream, fromStart)
 }
 
-async function start (configFile: string, demo: boolean): Promise<number> {
+async function start (configFile: string, demo: boolean, watch: boolean): Promise<number> {
   const { startGateway, handleSignals, readyLine } = await import('./server.js')
   try {
-    const gw = await startGateway({ configFile, demo })
+    const gw = await startGateway({ configFile, demo, watch })
     handleSignals(gw)
     console.log(readyLine(gw))
     return -1 // keep running

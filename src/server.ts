@@ -1,104 +1,252 @@
-// Runs the gateway as a process: load config, (demo upstreams), listen, and
-// handle SIGTERM/SIGINT with a bounded graceful shutdown.
+// Runs the gateway as a process. The process owns one HTTP server; behind it
+// sits the current gateway app (one config). A reload (SIGHUP, or --watch
+// noticing a changed file) builds a new app from the new config and swaps it
+// in atomically: new requests go to the new app, requests in flight finish
+// on the one they started with, no connection is dropped, and services whose
+// settings did not change keep their pools, breakers and health (see
+// shared-resources.ts). An invalid new config is logged line by line and the
+// old one keeps serving. SIGTERM/SIGINT: stop accepting, drain (at most
+// server.shutdownTimeout), close, exit.
 
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { watch, type FSWatcher } from 'node:fs'
+import { dirname } from 'node:path'
+import type { AddressInfo } from 'node:net'
 import pino from 'pino'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { loadConfig } from './config/validate.js'
 import { buildGateway } from './app.js'
 import { buildAdminApp } from './admin.js'
-import type { AddressInfo } from 'node:net'
-import { formatProblem, displayFile } from './config/problems.js'
+import { ConfigError, formatProblem, displayFile } from './config/problems.js'
 import type { GatewayConfig } from './config/types.js'
+import { SharedResources } from './shared-resources.js'
 
 export interface StartOptions {
   configFile: string
   demo: boolean
+  /** Reload when a config file changes. */
+  watch?: boolean
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void
+
+/** One config's app, and the requests it is still serving. */
+interface Generation {
+  app: FastifyInstance
+  config: GatewayConfig
+  handler: Handler
+  inflight: number
+  onDrained?: () => void
 }
 
 export interface RunningGateway {
-  app: FastifyInstance
-  config: GatewayConfig
+  /** The app serving new requests now. */
+  readonly app: FastifyInstance
+  readonly config: GatewayConfig
   addresses: string[]
+  /** Re-reads the config; resolves to false (old config kept) when it is invalid. */
+  reload: () => Promise<boolean>
   stop: () => Promise<void>
+  log: FastifyBaseLogger
 }
 
 export async function startGateway (opts: StartOptions): Promise<RunningGateway> {
-  const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { pid: process.pid } })
-  const { config, warnings } = loadConfig(opts.configFile)
-  for (const w of warnings) logger.warn(formatProblem(w))
+  const log = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { pid: process.pid } })
+  const first = loadConfig(opts.configFile)
+  for (const w of first.warnings) log.warn(formatProblem(w))
+  const shared = new SharedResources(log)
+
   let closeDemo = async (): Promise<void> => {}
   if (opts.demo) {
     const { startDemoServices } = await import('../demo/services.js')
-    const demo = await startDemoServices(config)
+    const demo = await startDemoServices(first.config)
     closeDemo = demo.close
-    logger.info({ services: demo.names }, 'demo upstream services started')
+    log.info({ services: demo.names }, 'demo upstream services started')
   }
-  const app = await buildGateway(config, { logger })
+
+  let current = await buildGeneration(first.config, shared, log)
+  const server = createServer((req, res) => {
+    const gen = current
+    gen.inflight++
+    res.once('close', () => {
+      gen.inflight--
+      if (gen.inflight === 0) gen.onDrained?.()
+    })
+    gen.handler(req, res)
+  })
+  applyServerTimeouts(server, first.config)
+
+  let admin: FastifyInstance | undefined
+  const addresses: string[] = []
   try {
-    await app.listen({ host: config.server.host, port: config.server.port, listenTextResolver: (address) => `listening on ${address}` })
+    await listen(server, first.config.server.host, first.config.server.port)
+    addresses.push(formatAddress(server.address()))
+    log.info(`listening on ${addresses[0]}`)
+    if (first.config.admin.port > 0) {
+      admin = await buildAdminApp(() => current.app)
+      await admin.listen({ host: first.config.admin.host, port: first.config.admin.port, listenTextResolver: (address) => `admin listening on ${address}` })
+      addresses.push(...admin.addresses().map(a => `${formatAddress(a)} (admin)`))
+    }
   } catch (err) {
-    await app.close()
+    server.close()
+    await admin?.close()
+    await current.app.close()
+    await shared.closeAll()
     await closeDemo()
     throw err
   }
-  const addresses = app.addresses().map(formatAddress)
-  let admin: FastifyInstance | undefined
-  if (config.admin.port > 0) {
-    admin = await buildAdminApp(app)
-    try {
-      await admin.listen({ host: config.admin.host, port: config.admin.port, listenTextResolver: (address) => `admin listening on ${address}` })
-    } catch (err) {
-      await admin.close()
-      await app.close()
-      await closeDemo()
-      throw err
-    }
-    addresses.push(...admin.addresses().map(a => `${formatAddress(a)} (admin)`))
+
+  let reloading: Promise<boolean> | undefined
+  async function reload (): Promise<boolean> {
+    // Reloads in a burst (an editor writing several files) run one after another.
+    const previous = reloading
+    reloading = (async () => {
+      await previous
+      return await swap()
+    })()
+    return await reloading
   }
-  return {
-    app,
-    config,
-    addresses,
-    stop: async () => {
-      // app.close() closes idle keep-alive connections only once; a connection
-      // that finishes its last request while draining would then hold the
-      // server open until keepAliveTimeout. Close each as soon as it goes idle.
-      const sweep = setInterval(() => { app.server.closeIdleConnections() }, 100)
-      try {
-        await Promise.all([app.close(), admin?.close()])
-      } finally {
-        clearInterval(sweep)
+
+  async function swap (): Promise<boolean> {
+    let next: Generation
+    try {
+      const loaded = loadConfig(opts.configFile)
+      for (const w of loaded.warnings) log.warn(formatProblem(w))
+      const old = current.config.server
+      const now = loaded.config.server
+      if (old.host !== now.host || old.port !== now.port) log.warn('server.host/port changes take effect at the next restart')
+      next = await buildGeneration(loaded.config, shared, log)
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        for (const p of err.problems) log.error(formatProblem(p))
+        log.error(`config reload rejected (${err.problems.length} problems); still serving the previous config`)
+      } else {
+        log.error({ err }, 'config reload failed; still serving the previous config')
       }
+      return false
+    }
+    const old = current
+    current = next
+    applyServerTimeouts(server, next.config)
+    log.info({ routes: next.config.routes.length }, 'config reloaded')
+    // The old app closes when its last request finishes (bounded); then
+    // whatever the new config no longer names is closed too.
+    void drain(old, next.config.server.shutdownTimeout).then(async () => {
+      await old.app.close()
+      await shared.releaseUnused(new Set(next.config.services.keys()), next.config.redis.url)
+    })
+    return true
+  }
+
+  let watcher: FSWatcher[] = []
+  if (opts.watch === true) watcher = watchFiles(() => current.config.files, () => { void reload() }, log)
+
+  return {
+    get app () { return current.app },
+    get config () { return current.config },
+    addresses,
+    reload,
+    log,
+    stop: async () => {
+      for (const w of watcher) w.close()
+      await new Promise<void>(resolve => {
+        server.close(() => { resolve() })
+        // Keep-alive connections go as soon as they are idle, not at their timeout.
+        server.closeIdleConnections()
+        const sweep = setInterval(() => { server.closeIdleConnections() }, 100)
+        server.once('close', () => { clearInterval(sweep) })
+      })
+      await Promise.all([current.app.close(), admin?.close()])
+      await shared.closeAll()
       await closeDemo()
     },
   }
 }
 
-/** Stop accepting, let in-flight requests finish (at most shutdownTimeout), exit. */
+async function buildGeneration (config: GatewayConfig, shared: SharedResources, log: FastifyBaseLogger): Promise<Generation> {
+  let handler: Handler | undefined
+  const app = await buildGateway(config, {
+    logger: log,
+    shared,
+    // The app never listens itself: the process's one server hands it requests.
+    serverFactory: (h) => { handler = h as Handler; return createServer() },
+  })
+  await app.ready()
+  if (handler === undefined) throw new Error('the gateway app did not expose its request handler')
+  return { app, config, handler, inflight: 0 }
+}
+
+async function drain (gen: Generation, timeout: number): Promise<void> {
+  if (gen.inflight === 0) return
+  await new Promise<void>(resolve => {
+    const timer = setTimeout(resolve, timeout)
+    gen.onDrained = () => { clearTimeout(timer); resolve() }
+  })
+}
+
+function applyServerTimeouts (server: Server, config: GatewayConfig): void {
+  server.keepAliveTimeout = config.server.keepAliveTimeout
+  server.requestTimeout = config.server.requestTimeout
+  server.headersTimeout = config.server.headersTimeout
+}
+
+async function listen (server: Server, host: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => { server.off('error', reject); resolve() })
+  })
+}
+
+/** Watches every config file (and the routes directory, for added files); debounced. */
+function watchFiles (files: () => string[], onChange: () => void, log: FastifyBaseLogger): FSWatcher[] {
+  let timer: NodeJS.Timeout | undefined
+  const fire = (): void => {
+    clearTimeout(timer)
+    timer = setTimeout(onChange, 200)
+  }
+  const targets = new Set<string>()
+  for (const f of files()) { targets.add(f); targets.add(dirname(f)) }
+  const watchers: FSWatcher[] = []
+  for (const target of targets) {
+    try {
+      watchers.push(watch(target, { persistent: false }, fire))
+    } catch (err) {
+      log.warn({ target, err: (err as Error).message }, 'cannot watch for config changes')
+    }
+  }
+  return watchers
+}
+
+/** SIGTERM/SIGINT drain and exit; SIGHUP reloads the config. */
 export function handleSignals (gw: RunningGateway): void {
   let stopping = false
   const shutdown = (signal: string): void => {
     if (stopping) return
     stopping = true
-    gw.app.log.info({ signal }, 'shutting down: no new connections, finishing requests in flight')
+    gw.log.info({ signal }, 'shutting down: no new connections, finishing requests in flight')
     const force = setTimeout(() => {
-      gw.app.log.warn({ timeoutMs: gw.config.server.shutdownTimeout }, 'shutdown timeout: exiting with requests still in flight')
+      gw.log.warn({ timeoutMs: gw.config.server.shutdownTimeout }, 'shutdown timeout: exiting with requests still in flight')
       process.exit(1)
     }, gw.config.server.shutdownTimeout)
     force.unref()
     gw.stop().then(() => {
-      gw.app.log.info('stopped')
+      gw.log.info('stopped')
       process.exit(0)
     }, (err: unknown) => {
-      gw.app.log.error({ err }, 'error while stopping')
+      gw.log.error({ err }, 'error while stopping')
       process.exit(1)
     })
   }
   process.on('SIGTERM', () => { shutdown('SIGTERM') })
   process.on('SIGINT', () => { shutdown('SIGINT') })
+  process.on('SIGHUP', () => {
+    gw.log.info({ signal: 'SIGHUP' }, 'reloading config')
+    void gw.reload()
+  })
 }
 
-function formatAddress (a: string | AddressInfo): string {
+function formatAddress (a: string | AddressInfo | null): string {
+  if (a === null) return ''
   return typeof a === 'string' ? a : `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
 }
 

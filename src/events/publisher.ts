@@ -7,13 +7,13 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { EventCounters, EventSink, GatewayEvent } from './sink.js'
 
 export class EventPublisher {
-  readonly counters: EventCounters = { published: 0, failed: 0, commands: 0 }
-
   constructor (
     readonly sink: EventSink,
     private readonly log: FastifyBaseLogger,
     private readonly retries = 3,
     private readonly baseDelay = 50,
+    /** Shared across reloads, so counts never reset under Prometheus. */
+    readonly counters: EventCounters = { published: 0, failed: 0, commands: 0 },
   ) {}
 
   /** Starts the append (with retries) and returns at once; resolves when it settled, for tests. */

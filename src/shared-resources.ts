@@ -1,0 +1,92 @@
+// What outlives one config: the Redis connection, the service clients (their
+// pools, breakers and balancer health), the in-memory cache and event stores,
+// the metrics registry and event counters. A reload builds a new gateway app
+// from these, reusing every service whose settings did not change, so its
+// breaker and pool keep their state; the server closes what the new config
+// no longer uses once the old app has drained.
+
+import type { FastifyBaseLogger } from 'fastify'
+import type { CacheSettings, ServiceConfig } from './config/types.js'
+import { createServiceClient, type ServiceClient } from './upstream/client.js'
+import { connectRedis, type RedisConnection } from './redis.js'
+import { MemoryCacheStore } from './cache/memory-store.js'
+import { MemoryEventSink } from './events/memory-sink.js'
+import type { EventCounters } from './events/sink.js'
+import { BREAKER_STATE_VALUE, createMetrics, type GatewayMetrics } from './metrics.js'
+
+export class SharedResources {
+  readonly metrics: GatewayMetrics
+  readonly eventCounters: EventCounters = { published: 0, failed: 0, commands: 0 }
+  private readonly clients = new Map<string, { fingerprint: string, client: ServiceClient }>()
+  private redisConn: { url: string, conn: RedisConnection } | undefined
+  private memoryCache: { fingerprint: string, store: MemoryCacheStore } | undefined
+  private memorySink: MemoryEventSink | undefined
+  /** Retired resources, closed once no app uses them. */
+  private retired: Array<() => Promise<void>> = []
+
+  constructor (private readonly log: FastifyBaseLogger) {
+    this.metrics = createMetrics({
+      redisUp: () => this.redisConn === undefined ? undefined : this.redisConn.conn.state() === 'up' ? 1 : 0,
+      events: () => this.eventCounters,
+    })
+  }
+
+  serviceClient (svc: ServiceConfig): ServiceClient {
+    const fingerprint = JSON.stringify(svc)
+    const held = this.clients.get(svc.name)
+    if (held !== undefined && held.fingerprint === fingerprint) return held.client
+    if (held !== undefined) this.retired.push(held.client.close)
+    const { metrics, log } = this
+    const client = createServiceClient(svc, (seconds, outcome) => { metrics.upstream.labels(svc.name, outcome).observe(seconds) })
+    metrics.breakerState.labels(svc.name).set(BREAKER_STATE_VALUE.closed)
+    client.breaker.onChange(state => {
+      metrics.breakerState.labels(svc.name).set(BREAKER_STATE_VALUE[state])
+      metrics.breakerTransitions.labels(svc.name, state).inc()
+      log[state === 'closed' ? 'info' : 'warn']({ service: svc.name, breaker: state }, `circuit breaker for ${svc.name} is ${state}`)
+    })
+    this.clients.set(svc.name, { fingerprint, client })
+    return client
+  }
+
+  redis (url: string): RedisConnection {
+    if (this.redisConn?.url === url) return this.redisConn.conn
+    if (this.redisConn !== undefined) this.retired.push(this.redisConn.conn.close)
+    const conn = connectRedis(url, this.log)
+    this.redisConn = { url, conn }
+    return conn
+  }
+
+  memoryCacheStore (settings: CacheSettings): MemoryCacheStore {
+    const fingerprint = `${settings.maxEntries}/${settings.maxBytes}`
+    if (this.memoryCache?.fingerprint === fingerprint) return this.memoryCache.store
+    const store = new MemoryCacheStore({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes })
+    this.memoryCache = { fingerprint, store }
+    return store
+  }
+
+  memoryEventSink (maxLen: number): MemoryEventSink {
+    this.memorySink ??= new MemoryEventSink(maxLen)
+    return this.memorySink
+  }
+
+  /**
+   * After a new config took over and the old app drained: close services
+   * and connections the new config no longer names.
+   */
+  async releaseUnused (serviceNames: Set<string>, redisUrl: string): Promise<void> {
+    for (const [name, held] of this.clients) {
+      if (!serviceNames.has(name)) { this.retired.push(held.client.close); this.clients.delete(name) }
+    }
+    if (this.redisConn !== undefined && this.redisConn.url !== redisUrl) {
+      this.retired.push(this.redisConn.conn.close)
+      this.redisConn = undefined
+    }
+    const closing = this.retired
+    this.retired = []
+    await Promise.all(closing.map(async close => { await close() }))
+  }
+
+  async closeAll (): Promise<void> {
+    await this.releaseUnused(new Set(), '')
+  }
+}
