@@ -3,7 +3,7 @@
 // public one. With `admin.token` set, /admin/* requires it as a Bearer token,
 // compared in constant time.
 
-import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { GatewayError } from './errors.js'
 import requestId, { genRequestId } from '../plugins/request-id.js'
@@ -22,16 +22,7 @@ export async function buildAdminApp (gatewayOrGetter: FastifyInstance | (() => F
   await app.register(errorHandler)
 
   // The token is read from the current config on each call, so a reload can rotate it.
-  app.addHook('onRequest', async (request) => {
-    const token = current().gatewayConfig.admin.token
-    if (token === '') return
-    // The matched route too, not just the raw URL: the router decodes `/%61dmin/...` to an /admin/ route.
-    if (!request.url.startsWith('/admin/') && request.routeOptions.url?.startsWith('/admin/') !== true) return
-    const given = request.headers.authorization
-    if (typeof given !== 'string' || !timingSafeEqual(digest(given), digest(`Bearer ${token}`))) {
-      throw new GatewayError('UNAUTHENTICATED', 'the admin API requires the admin token', { headers: { 'www-authenticate': 'Bearer realm="portico-admin"' } })
-    }
-  })
+  app.addHook('onRequest', adminTokenHook(() => current().gatewayConfig.admin.token))
 
   app.get('/metrics', async (_request, reply) => {
     const registry = current().metrics.registry
@@ -76,6 +67,20 @@ export async function buildAdminApp (gatewayOrGetter: FastifyInstance | (() => F
   })
 
   return app
+}
+
+/** Requires `Authorization: Bearer <token>` on /admin/* when a token is set (constant-time compare). */
+export function adminTokenHook (token: () => string): (request: FastifyRequest) => Promise<void> {
+  return async (request) => {
+    const expected = token()
+    if (expected === '') return
+    // The matched route too, not just the raw URL: the router decodes `/%61dmin/...` to an /admin/ route.
+    if (!request.url.startsWith('/admin/') && request.routeOptions.url?.startsWith('/admin/') !== true) return
+    const given = request.headers.authorization
+    if (typeof given !== 'string' || !timingSafeEqual(digest(given), digest(`Bearer ${expected}`))) {
+      throw new GatewayError('UNAUTHENTICATED', 'the admin API requires the admin token', { headers: { 'www-authenticate': 'Bearer realm="portico-admin"' } })
+    }
+  }
 }
 
 /** The config as the gateway runs it, with every secret replaced by "***". */

@@ -193,10 +193,22 @@ async function tailEvents (configFile: string, stream: string, fromStart: boolea
 
 async function start (configFile: string, demo: boolean, watch: boolean): Promise<number> {
   const { startGateway, handleSignals, readyLine } = await import('./server.js')
+  const { isWorker, runPrimary } = await import('./cluster.js')
+  const worker = isWorker()
   try {
-    const gw = await startGateway({ configFile, demo, watch })
+    if (!worker) {
+      const loaded = load(configFile)
+      if (typeof loaded === 'number') return loaded
+      if (loaded.config.server.workers > 1) {
+        for (const line of loaded.lines) console.error(line)
+        await runPrimary({ config: loaded.config, workers: loaded.config.server.workers, demo })
+        return -1 // keep running
+      }
+    }
+    // A worker never starts the demo services: the primary did, once.
+    const gw = await startGateway({ configFile, demo: demo && !worker, watch, worker })
     handleSignals(gw)
-    console.log(readyLine(gw))
+    if (!worker) console.log(readyLine(gw))
     return -1 // keep running
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -20,12 +20,16 @@ import { buildAdminApp } from './admin.js'
 import { ConfigError, formatProblem, displayFile } from './config/problems.js'
 import type { GatewayConfig } from './config/types.js'
 import { SharedResources } from './shared-resources.js'
+import { serveWorker } from './cluster.js'
+import { AggregatorRegistry } from 'prom-client'
 
 export interface StartOptions {
   configFile: string
   demo: boolean
   /** Reload when a config file changes. */
   watch?: boolean
+  /** A node:cluster worker: the primary runs the admin listener and relays to us. */
+  worker?: boolean
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void
@@ -82,7 +86,13 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
     await listen(server, first.config.server.host, first.config.server.port)
     addresses.push(formatAddress(server.address()))
     log.info(`listening on ${addresses[0]}`)
-    if (first.config.admin.port > 0) {
+    if (opts.worker === true) {
+      // Constructing one registers prom-client's worker-side IPC listener, which
+      // answers the primary's aggregated /metrics from this worker's registry.
+      void new AggregatorRegistry()
+      AggregatorRegistry.setRegistries([shared.metrics.registry])
+      serveWorker(addresses, async () => await buildAdminApp(() => current.app))
+    } else if (first.config.admin.port > 0) {
       admin = await buildAdminApp(() => current.app)
       await admin.listen({ host: first.config.admin.host, port: first.config.admin.port, listenTextResolver: (address) => `admin listening on ${address}` })
       addresses.push(...admin.addresses().map(a => `${formatAddress(a)} (admin)`))

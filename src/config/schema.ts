@@ -23,6 +23,7 @@ const server = {
     requestTimeout: duration,
     headersTimeout: duration,
     keepAliveTimeout: duration,
+    workers: { anyOf: [{ type: 'integer', minimum: 1, maximum: 256 }, { const: 'auto' }], 'x-message': 'must be a number of worker processes or "auto"' },
   },
 }
 

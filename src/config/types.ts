@@ -22,6 +22,8 @@ export interface ServerConfig {
   requestTimeout: number
   headersTimeout: number
   keepAliveTimeout: number
+  /** Worker processes (node:cluster); "auto" is resolved to the CPU count. */
+  workers: number
 }
 
 export interface AdminConfig {
@@ -212,6 +214,7 @@ export const DEFAULTS = {
     // Longer than the 60 s idle timeout of common load balancers, so the
     // gateway never closes a connection the balancer is about to reuse.
     keepAliveTimeout: 72_000,
+    workers: 1,
   },
   service: {
     timeout: 10_000,

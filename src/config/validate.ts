@@ -14,6 +14,7 @@ import {
 } from './types.js'
 import { readFileSync } from 'node:fs'
 import { createPublicKey } from 'node:crypto'
+import { availableParallelism } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import addFormats from 'ajv-formats'
 import { parseTemplate, TemplateError } from '../compile/template.js'
@@ -269,6 +270,7 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
   }
 
   const eventSink = raw.events?.sink ?? (redisUrl !== '' ? 'redis' : undefined)
+  if (eventSink === 'redis' && redisUrl === '') at(['events', 'sink'], 'sink: redis needs redis.url')
 
   const ids = new Map<string, FieldPath>()
   const router = FindMyWay()
@@ -315,8 +317,6 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
       if (route[field] === undefined) continue
       if (eventSink === undefined) {
         at(here(field), `needs an event stream: set redis.url, or events: { sink: memory } for demos and tests`)
-      } else if (eventSink === 'redis' && redisUrl === '') {
-        at(['events', 'sink'], 'sink: redis needs redis.url')
       }
     }
     if (route.publish !== undefined && route.proxy === undefined) at(here('publish'), 'only a proxy route publishes (a command route appends its body itself)')
@@ -586,6 +586,7 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
     requestTimeout: parseDuration(s.requestTimeout) ?? d.requestTimeout,
     headersTimeout: parseDuration(s.headersTimeout) ?? d.headersTimeout,
     keepAliveTimeout: parseDuration(s.keepAliveTimeout) ?? d.keepAliveTimeout,
+    workers: s.workers === 'auto' ? availableParallelism() : (s.workers as number | undefined) ?? d.workers,
   }
   const policies = new Map<string, PolicyConfig>()
   for (const [name, p] of Object.entries(raw.policies ?? {})) {
