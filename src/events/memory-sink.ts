@@ -6,7 +6,7 @@ import type { EventSink, GatewayEvent } from './sink.js'
 export class MemoryEventSink implements EventSink {
   readonly kind = 'memory'
   readonly streams = new Map<string, Array<{ id: string, event: GatewayEvent }>>()
-  private readonly claims = new Map<string, { commandId: string, until: number }>()
+  private readonly claims = new Map<string, { value: string, until: number }>()
   private seq = 0
 
   constructor (private readonly maxLen: number) {}
@@ -20,12 +20,17 @@ export class MemoryEventSink implements EventSink {
     return id
   }
 
-  async claim (key: string, commandId: string, window: number): Promise<string | undefined> {
+  async claim (key: string, value: string, window: number): Promise<string | undefined> {
     const now = Date.now()
     const held = this.claims.get(key)
-    if (held !== undefined && held.until > now) return held.commandId
-    this.claims.set(key, { commandId, until: now + window })
+    if (held !== undefined && held.until > now) return held.value
+    this.claims.set(key, { value, until: now + window })
     return undefined
+  }
+
+  async confirm (key: string, value: string, window: number): Promise<void> {
+    const held = this.claims.get(key)
+    if (held !== undefined && held.until > Date.now()) this.claims.set(key, { value, until: Date.now() + window })
   }
 
   async release (key: string): Promise<void> {

@@ -17,11 +17,18 @@ export class RedisEventSink implements EventSink {
     return id
   }
 
-  async claim (key: string, commandId: string, window: number): Promise<string | undefined> {
+  async claim (key: string, value: string, window: number): Promise<string | undefined> {
     const k = this.idemKey(key)
-    const set = await this.client.set(k, commandId, 'PX', window, 'NX')
-    if (set === 'OK') return undefined
-    return (await this.client.get(k)) ?? undefined
+    for (;;) {
+      if (await this.client.set(k, value, 'PX', window, 'NX') === 'OK') return undefined
+      const held = await this.client.get(k)
+      // Expired between the two calls: claim it again rather than report it as ours.
+      if (held !== null) return held
+    }
+  }
+
+  async confirm (key: string, value: string, window: number): Promise<void> {
+    await this.client.set(this.idemKey(key), value, 'PX', window, 'XX')
   }
 
   async release (key: string): Promise<void> {

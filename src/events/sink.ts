@@ -19,10 +19,13 @@ export interface EventSink {
   /** Appends the event; resolves to the stream entry id. Rejects when the stream cannot be written. */
   append: (stream: string, event: GatewayEvent) => Promise<string>
   /**
-   * Claims an idempotency key for `window` ms. Resolves to the commandId
-   * already stored under it, or undefined when this call claimed it.
+   * Claims an idempotency key for `window` ms, storing `value` under it.
+   * Resolves to the value already stored under it, or undefined when this
+   * call claimed it.
    */
-  claim: (key: string, commandId: string, window: number) => Promise<string | undefined>
+  claim: (key: string, value: string, window: number) => Promise<string | undefined>
+  /** Replaces the value of a key this process claimed, held for `window` ms from now (the command was stored). */
+  confirm: (key: string, value: string, window: number) => Promise<void>
   /** Gives a claimed key back (the command could not be stored). */
   release: (key: string) => Promise<void>
 }

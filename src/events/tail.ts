@@ -16,7 +16,19 @@ export async function tail (url: string, stream: string, fromStart: boolean): Pr
   const stop = (): void => { stopping = true; client.disconnect() }
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
-  let last = fromStart ? '0' : '$'
+  let last = '0'
+  if (!fromStart) {
+    // Pin "now" before saying so: XREAD's `$` means the newest entry when the
+    // first XREAD reaches Redis, which would skip events added in between.
+    try {
+      const [newest] = await client.xrevrange(stream, '+', '-', 'COUNT', 1)
+      last = newest?.[0] ?? '0-0'
+    } catch (err) {
+      client.disconnect()
+      if (stopping) return 0
+      throw err
+    }
+  }
   process.stderr.write(`tailing stream ${stream} (${fromStart ? 'from the start' : 'new events'}); Ctrl-C stops\n`)
   while (!stopping) {
     let reply: Array<[string, Array<[string, string[]]>]> | null

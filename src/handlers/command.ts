@@ -3,12 +3,16 @@
 // with a generated commandId, and the client gets 202 {"commandId"}. A
 // command that could not be stored is a 503, never a 202. With an
 // `idempotency-key` header a repeat within the window returns the first
-// commandId and stores nothing new.
+// commandId and stores nothing new. While the first is still being stored
+// its key is marked pending: a concurrent repeat waits for the outcome, so
+// it never answers 202 for a command that then fails to be stored.
 
 import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import { GatewayError } from '../errors.js'
 import type { EventPublisher } from '../events/publisher.js'
+import type { EventSink } from '../events/sink.js'
 import { rawBodyOf } from '../compile/body.js'
 
 export interface CommandPlan {
@@ -22,6 +26,12 @@ export interface CommandPlan {
 }
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/
+/** Marks a claimed key whose command is not stored yet. */
+const PENDING = 'pending:'
+/** A pending claim outlives any append; if its instance dies mid-way, the key frees itself after this. */
+const PENDING_TTL = 30_000
+/** How long a repeat waits for a pending first request before giving up with a 503. */
+const PENDING_WAIT = 2_000
 
 export function createCommandHandler (plan: CommandPlan): RouteHandlerMethod {
   const { publisher } = plan
@@ -36,12 +46,7 @@ export function createCommandHandler (plan: CommandPlan): RouteHandlerMethod {
       }
       // Per route and per identity: one client's key never collides with another's.
       claimKey = `${plan.routeId}:${request.auth?.sub ?? ''}:${given}`
-      let existing: string | undefined
-      try {
-        existing = await sink.claim(claimKey, commandId, plan.idempotencyWindow)
-      } catch (err) {
-        throw unavailable(err)
-      }
+      const existing = await claimOrWait(sink, claimKey, commandId, Math.min(PENDING_TTL, plan.idempotencyWindow))
       if (existing !== undefined) return accepted(reply, existing, plan.statusPath, true)
     }
     const raw = rawBodyOf(request)
@@ -59,8 +64,32 @@ export function createCommandHandler (plan: CommandPlan): RouteHandlerMethod {
       if (claimKey !== undefined) await sink.release(claimKey).catch(() => {})
       throw unavailable(err)
     }
+    if (claimKey !== undefined) {
+      // Stored: answer 202 even if the key cannot be confirmed (it frees itself after PENDING_TTL).
+      await sink.confirm(claimKey, commandId, plan.idempotencyWindow).catch((err: unknown) => {
+        request.log.warn({ err: (err as Error).message }, 'idempotency key not confirmed')
+      })
+    }
     publisher.counters.commands++
     return accepted(reply, commandId, plan.statusPath, false)
+  }
+}
+
+/** Claims the key (undefined) or resolves to the stored commandId, waiting while a first request is pending. */
+async function claimOrWait (sink: EventSink, key: string, commandId: string, pendingTtl: number): Promise<string | undefined> {
+  const until = Date.now() + PENDING_WAIT
+  for (;;) {
+    let existing: string | undefined
+    try {
+      existing = await sink.claim(key, PENDING + commandId, pendingTtl)
+    } catch (err) {
+      throw unavailable(err)
+    }
+    if (existing === undefined || !existing.startsWith(PENDING)) return existing
+    if (Date.now() >= until) {
+      throw new GatewayError('EVENTS_UNAVAILABLE', 'an earlier request with this idempotency-key is still being stored; retry later')
+    }
+    await sleep(20)
   }
 }
 

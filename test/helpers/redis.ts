@@ -1,0 +1,95 @@
+// Real Redis for tests: a unique key prefix per test (tests run in parallel,
+// in several processes), its keys deleted when the test ends, and a private
+// redis-server a test can kill and restart for outage cases.
+
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+
+interface Teardown { teardown: (fn: () => unknown) => void }
+
+/** A short-lived client; rejects at once when nothing listens. */
+export async function withClient<T> (url: string, fn: (c: Redis) => Promise<T>): Promise<T> {
+  const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })
+  c.on('error', () => {}) // a refused connect rejects connect() below
+  await c.connect()
+  try { return await fn(c) } finally { c.disconnect() }
+}
+
+/** Every key under the prefix, sorted. */
+export async function keysUnder (url: string, prefix: string): Promise<string[]> {
+  return await withClient(url, async c => {
+    const out: string[] = []
+    let cursor = '0'
+    do {
+      const [next, keys] = await c.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      out.push(...keys)
+      cursor = next
+    } while (cursor !== '0')
+    return out.sort()
+  })
+}
+
+let prefixes = 0
+/** A key prefix no other test or test process uses; its keys (on REDIS_URL) are deleted when the test ends. */
+export function uniquePrefix (t: Teardown, name: string): string {
+  const prefix = `test-${name}-${process.pid}-${Date.now()}-${++prefixes}:`
+  t.teardown(async () => {
+    const keys = await keysUnder(REDIS_URL, prefix)
+    if (keys.length > 0) await withClient(REDIS_URL, async c => await c.del(...keys))
+  })
+  return prefix
+}
+
+/** Polls until check() holds; throws after `ms`. For things that happen by themselves, never to time them. */
+export async function eventually (what: string, check: () => Promise<boolean>, ms = 10_000, every = 20): Promise<void> {
+  const until = Date.now() + ms
+  while (Date.now() < until) {
+    if (await check()) return
+    await sleep(every)
+  }
+  throw new Error(`gave up after ${ms} ms waiting for: ${what}`)
+}
+
+/** A redis-server of our own, on a fixed port, that a test can kill and restart. */
+export class PrivateRedis {
+  private proc: ChildProcess | undefined
+  private readonly killOnExit = (): void => { this.proc?.kill('SIGKILL') }
+
+  constructor (readonly port: number) {}
+  get url (): string { return `redis://127.0.0.1:${this.port}` }
+
+  /** Starts it and kills it when the test ends (or the process exits). */
+  static async started (t: Teardown, port: number): Promise<PrivateRedis> {
+    const server = new PrivateRedis(port)
+    process.once('exit', server.killOnExit)
+    t.teardown(async () => { process.off('exit', server.killOnExit); await server.kill() })
+    await server.start()
+    return server
+  }
+
+  async start (): Promise<void> {
+    const proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    this.proc = proc
+    const failed = new Promise<never>((_resolve, reject) => {
+      proc.once('error', reject)
+      proc.once('exit', code => { reject(new Error(`redis-server exited with ${String(code)}`)) })
+    })
+    failed.catch(() => {})
+    await Promise.race([failed, eventually(`redis-server on ${this.port} answers`, async () => {
+      try { return await withClient(this.url, async c => await c.ping()) === 'PONG' } catch { return false }
+    })])
+  }
+
+  async kill (): Promise<void> {
+    const proc = this.proc
+    this.proc = undefined
+    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return
+    const exited = once(proc, 'exit')
+    proc.kill('SIGKILL')
+    await exited
+  }
+}
