@@ -44,13 +44,30 @@ export function storableHeaders (headers: Record<string, string | string[] | num
 }
 
 /**
- * How long (ms) an answer may be cached, or 0 when it must not be: only 200s;
- * never with `no-store` or a `set-cookie`; `private` only for `scope: user`;
- * an upstream `s-maxage`/`max-age` shorter than the route's ttl wins.
+ * True when the answer's `Vary` names a request header the key does not cover
+ * (or is `*`): the upstream chose this variant for this client's headers (e.g.
+ * a gzip body for `accept-encoding: gzip`), so another client must not get it.
  */
-export function freshnessFor (status: number, headers: Record<string, unknown>, scope: CacheScope, ttl: number): number {
+export function variesOutsideKey (headers: Record<string, unknown>, vary: readonly string[]): boolean {
+  const v = headers.vary
+  if (v === undefined) return false
+  for (const part of String(v).toLowerCase().split(',')) {
+    const name = part.trim()
+    if (name !== '' && (name === '*' || !vary.includes(name))) return true
+  }
+  return false
+}
+
+/**
+ * How long (ms) an answer may be cached, or 0 when it must not be: only 200s;
+ * never with `no-store` or a `set-cookie`, nor with a `Vary` beyond the route's
+ * `vary`; `private` only for `scope: user`; an upstream `s-maxage`/`max-age`
+ * shorter than the route's ttl wins.
+ */
+export function freshnessFor (status: number, headers: Record<string, unknown>, scope: CacheScope, ttl: number, vary: readonly string[] = []): number {
   if (status !== 200) return 0
   if (headers['set-cookie'] !== undefined) return 0
+  if (variesOutsideKey(headers, vary)) return 0
   const cc = headers['cache-control']
   if (cc === undefined) return ttl
   const text = String(cc).toLowerCase()
@@ -60,4 +77,20 @@ export function freshnessFor (status: number, headers: Record<string, unknown>, 
   const max = shared ?? /(?:^|[\s,])max-age\s*=\s*(\d+)/.exec(text)
   if (max !== null) return Math.min(ttl, Number(max[1]) * 1000)
   return ttl
+}
+
+/**
+ * Whether an answer may be handed to the other requests that waited for the
+ * same key (coalescing): not when the upstream marks it as the asking
+ * client's alone (`set-cookie`, `no-store`, `private` with `scope: public`,
+ * or a `Vary` beyond the route's `vary`).
+ */
+export function mayShare (headers: Record<string, unknown>, scope: CacheScope, vary: readonly string[] = []): boolean {
+  if (headers['set-cookie'] !== undefined) return false
+  if (variesOutsideKey(headers, vary)) return false
+  const cc = headers['cache-control']
+  if (cc === undefined) return true
+  const text = String(cc).toLowerCase()
+  if (/(^|[\s,])no-store\b/.test(text)) return false
+  return !(scope === 'public' && /(^|[\s,])private\b/.test(text))
 }

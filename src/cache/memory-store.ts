@@ -26,11 +26,12 @@ export class MemoryCacheStore implements CacheStore {
   }
 
   async set (key: string, entry: CacheEntry): Promise<void> {
+    // The previous answer goes even when this one cannot be kept: it is outdated either way.
+    this.delete(key)
     const keep = retention(entry)
     if (keep <= 0) return
     const size = entry.body.length + 512
     if (size > this.opts.maxBytes) return
-    this.delete(key)
     this.entries.set(key, { entry, size, until: Date.now() + keep })
     this.bytes += size
     for (const tag of entry.tags) {

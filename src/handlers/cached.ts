@@ -12,7 +12,7 @@ import type { FastifyBaseLogger, FastifyReply, FastifyRequest, RouteHandlerMetho
 import { GatewayError } from '../errors.js'
 import type { FillContext, ValueFiller } from '../compile/template.js'
 import type { CacheEntry } from '../cache/store.js'
-import { cacheKey, freshnessFor, storableHeaders, type KeySpec } from '../cache/keys.js'
+import { cacheKey, freshnessFor, mayShare, storableHeaders, type KeySpec } from '../cache/keys.js'
 import { Coalescer } from '../cache/coalesce.js'
 import type { CacheLayer } from '../cache/layer.js'
 import { sendProduced, type ProducedResponse } from './produced.js'
@@ -31,10 +31,12 @@ export function createCachedHandler (produce: Producer, plan: CachePlan, layer: 
 
   /** Calls the upstream once per key at a time, and stores what may be stored. */
   async function fetchAndStore (key: string, request: FastifyRequest, storeIt: boolean): Promise<ProducedResponse> {
-    return await coalescer.run(key, async () => {
+    let ownCall = false
+    const res = await coalescer.run(key, async () => {
+      ownCall = true
       const res = await produce(request)
       if (storeIt && res.cacheable) {
-        const fresh = freshnessFor(res.status, res.headers, plan.scope, plan.ttl)
+        const fresh = freshnessFor(res.status, res.headers, plan.scope, plan.ttl, plan.vary)
         if (fresh > 0) {
           const now = Date.now()
           const entry: CacheEntry = {
@@ -52,6 +54,10 @@ export function createCachedHandler (produce: Producer, plan: CachePlan, layer: 
       }
       return res
     })
+    // An answer meant for the client that asked (a session cookie, private data) is not
+    // handed to the requests that waited for it: each of those makes its own call.
+    if (!ownCall && !mayShare(res.headers, plan.scope, plan.vary)) return await produce(request)
+    return res
   }
 
   return async function cachedHandler (request: FastifyRequest, reply: FastifyReply) {
