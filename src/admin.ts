@@ -9,6 +9,7 @@ import { GatewayError } from './errors.js'
 import requestId, { genRequestId } from '../plugins/request-id.js'
 import errorHandler from '../plugins/error-handler.js'
 import type { GatewayConfig } from './config/types.js'
+import { compileRouteValidator } from './compile/validators.js'
 
 /**
  * `gateway` is the app serving now; a function when a reload may replace it
@@ -18,6 +19,8 @@ export async function buildAdminApp (gatewayOrGetter: FastifyInstance | (() => F
   const current = typeof gatewayOrGetter === 'function' ? gatewayOrGetter : () => gatewayOrGetter
   const gateway = current()
   const app = Fastify({ loggerInstance: gateway.log.child({ listener: 'admin' }), genReqId: genRequestId, requestIdHeader: false, logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }) })
+  // Admin bodies are validated as sent: no type coercion, no silently dropped fields.
+  app.setValidatorCompiler(compileRouteValidator)
   await app.register(requestId)
   await app.register(errorHandler)
 

@@ -16,6 +16,8 @@ export interface Lookup {
 
 export class CacheLayer {
   private failing = false
+  /** When each tag was last purged by this instance (bounded; for reads racing a write). */
+  private readonly purgedAt = new Map<string, number>()
 
   constructor (
     readonly store: CacheStore,
@@ -49,6 +51,13 @@ export class CacheLayer {
   /** Purges by tag; false when the store could not be reached (the entries then expire by ttl). */
   async purgeTags (tags: string[]): Promise<boolean> {
     if (tags.length === 0) return true
+    const now = Date.now()
+    for (const tag of tags) {
+      this.purgedAt.delete(tag)
+      this.purgedAt.set(tag, now)
+    }
+    // Only races with reads in flight matter; old marks can go (oldest first).
+    while (this.purgedAt.size > 10_000) this.purgedAt.delete(this.purgedAt.keys().next().value as string)
     try {
       await this.withBudget(this.store.purgeTags(tags), this.budget * 4)
       return true
@@ -56,6 +65,15 @@ export class CacheLayer {
       this.failed(err)
       return false
     }
+  }
+
+  /** True when this instance purged any of the tags at or after `since` (epoch ms). */
+  purgedSince (tags: string[], since: number): boolean {
+    for (const tag of tags) {
+      const at = this.purgedAt.get(tag)
+      if (at !== undefined && at >= since) return true
+    }
+    return false
   }
 
   /** A route's `invalidates` templates, filled from the request and purged. */

@@ -34,8 +34,12 @@ export function createCachedHandler (produce: Producer, plan: CachePlan, layer: 
     let ownCall = false
     const res = await coalescer.run(key, async () => {
       ownCall = true
+      const started = Date.now()
       const res = await produce(request)
-      if (storeIt && res.cacheable) {
+      const tags = fillTags(plan.tags, request)
+      // A write that purged these tags while this read was in flight makes
+      // its answer outdated: serve it to this client, but do not store it.
+      if (storeIt && res.cacheable && !layer.purgedSince(tags, started)) {
         const fresh = freshnessFor(res.status, res.headers, plan.scope, plan.ttl, plan.vary)
         if (fresh > 0) {
           const now = Date.now()
@@ -47,7 +51,7 @@ export function createCachedHandler (produce: Producer, plan: CachePlan, layer: 
             freshUntil: now + fresh,
             staleUntil: now + fresh + plan.staleWhileRevalidate,
             errorUntil: now + fresh + plan.staleIfError,
-            tags: fillTags(plan.tags, request),
+            tags,
           }
           await layer.set(key, entry)
         }
