@@ -10,6 +10,7 @@ import requestId, { genRequestId } from '../plugins/request-id.js'
 import errorHandler from '../plugins/error-handler.js'
 import type { GatewayConfig } from './config/types.js'
 import { compileRouteValidator } from './compile/validators.js'
+import { STATUS_PAGE } from './status-page.js'
 
 /**
  * `gateway` is the app serving now; a function when a reload may replace it
@@ -26,6 +27,8 @@ export async function buildAdminApp (gatewayOrGetter: FastifyInstance | (() => F
 
   // The token is read from the current config on each call, so a reload can rotate it.
   app.addHook('onRequest', adminTokenHook(() => current().gatewayConfig.admin.token))
+
+  app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(STATUS_PAGE))
 
   app.get('/metrics', async (_request, reply) => {
     const registry = current().metrics.registry

@@ -16,6 +16,7 @@ import { AggregatorRegistry } from 'prom-client'
 import type { GatewayConfig } from './config/types.js'
 import { adminTokenHook } from './admin.js'
 import { displayFile } from './config/problems.js'
+import { STATUS_PAGE } from './status-page.js'
 
 const READY = 'portico:ready'
 const ADMIN_REQ = 'portico:admin'
@@ -103,6 +104,7 @@ async function buildAdminRelay (config: GatewayConfig, log: pino.Logger): Promis
   const app = Fastify({ loggerInstance: log.child({ listener: 'admin' }) as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) })
   const aggregator = new AggregatorRegistry()
   app.addHook('onRequest', adminTokenHook(() => config.admin.token))
+  app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(STATUS_PAGE))
   app.get('/metrics', async (_request, reply) => reply.type(aggregator.contentType).send(await aggregator.clusterMetrics()))
   app.get('/admin/*', async (request, reply) => {
     const worker = Object.values(cluster.workers ?? {}).find(w => w !== undefined)
