@@ -25,6 +25,7 @@ import auth from '../plugins/auth.js'
 import rateLimit from '../plugins/rate-limit.js'
 import health from '../plugins/health.js'
 import metricsPlugin from '../plugins/metrics.js'
+import tracingPlugin from '../plugins/tracing.js'
 import type { GatewayMetrics } from './metrics.js'
 
 export interface BuildOptions {
@@ -77,6 +78,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   // Resources that outlive one config; a gateway built alone owns and closes them.
   const shared = opts.shared ?? new SharedResources(app.log)
   if (opts.shared === undefined) app.addHook('onClose', async () => { await shared.closeAll() })
+  const tracing = shared.useTracing(config.tracing.otlpUrl, config.tracing.serviceName)
   const redis: RedisConnection | undefined = config.redis.url !== '' ? shared.redis(config.redis.url) : undefined
   const metrics = shared.metrics
   const clients = new Map<string, ServiceClient>()
@@ -103,6 +105,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   await app.register(errorHandler)
   await app.register(accessLog)
   await app.register(metricsPlugin, { metrics })
+  if (tracing !== undefined) await app.register(tracingPlugin, { tracing })
   await app.register(auth)
   await app.register(rateLimit, { ...(redis !== undefined ? { redis } : {}), keyPrefix: config.redis.keyPrefix, state: rateLimitState })
   await app.register(health, {

@@ -13,6 +13,7 @@ import { MemoryCacheStore } from './cache/memory-store.js'
 import { MemoryEventSink } from './events/memory-sink.js'
 import type { EventCounters } from './events/sink.js'
 import { BREAKER_STATE_VALUE, createMetrics, type GatewayMetrics } from './metrics.js'
+import { createTracing, type Tracing } from './tracing.js'
 
 export class SharedResources {
   readonly metrics: GatewayMetrics
@@ -23,6 +24,9 @@ export class SharedResources {
   private memorySink: MemoryEventSink | undefined
   /** Retired resources, closed once no app uses them. */
   private retired: Array<() => Promise<void>> = []
+
+  /** Set once, from the first config's tracing.otlpUrl (a change needs a restart). */
+  tracing: Tracing | undefined
 
   constructor (private readonly log: FastifyBaseLogger) {
     this.metrics = createMetrics({
@@ -37,7 +41,7 @@ export class SharedResources {
     if (held !== undefined && held.fingerprint === fingerprint) return held.client
     if (held !== undefined) this.retired.push(held.client.close)
     const { metrics, log } = this
-    const client = createServiceClient(svc, (seconds, outcome) => { metrics.upstream.labels(svc.name, outcome).observe(seconds) })
+    const client = createServiceClient(svc, (seconds, outcome) => { metrics.upstream.labels(svc.name, outcome).observe(seconds) }, this.tracing)
     metrics.breakerState.labels(svc.name).set(BREAKER_STATE_VALUE.closed)
     client.breaker.onChange(state => {
       metrics.breakerState.labels(svc.name).set(BREAKER_STATE_VALUE[state])
@@ -86,7 +90,14 @@ export class SharedResources {
     await Promise.all(closing.map(async close => { await close() }))
   }
 
+  /** Starts span export on first use; later configs keep the first exporter. */
+  useTracing (otlpUrl: string, serviceName: string): Tracing | undefined {
+    if (otlpUrl !== '' && this.tracing === undefined) this.tracing = createTracing(otlpUrl, serviceName)
+    return this.tracing
+  }
+
   async closeAll (): Promise<void> {
     await this.releaseUnused(new Set(), '')
+    await this.tracing?.shutdown()
   }
 }

@@ -76,6 +76,15 @@ const events = {
   },
 }
 
+const tracing = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    otlpUrl: { type: 'string' },
+    serviceName: { type: 'string', minLength: 1 },
+  },
+}
+
 const redis = {
   type: 'object',
   additionalProperties: false,
@@ -291,6 +300,7 @@ export const configSchema = {
     redis,
     cache: cacheSettings,
     events,
+    tracing,
     auth,
     policies: { type: 'object', propertyNames: name, additionalProperties: policy },
     services: { type: 'object', propertyNames: name, additionalProperties: service },

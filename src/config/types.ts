@@ -196,6 +196,7 @@ export interface GatewayConfig {
   redis: RedisConfig
   cache: CacheSettings
   events: EventsConfig
+  tracing: { otlpUrl: string, serviceName: string }
   auth: AuthConfig
   policies: Map<string, PolicyConfig>
   services: Map<string, ServiceConfig>

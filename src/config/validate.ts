@@ -128,6 +128,7 @@ interface RawConfig {
   server?: Partial<Record<keyof ServerConfig, unknown>>
   admin?: { host?: string, port?: number, token?: string }
   cache?: { maxEntries?: number, maxBytes?: string | number, timeout?: string | number }
+  tracing?: { otlpUrl?: string, serviceName?: string }
   events?: { sink?: 'redis' | 'memory', maxLen?: number, idempotencyWindow?: string | number, publishRetries?: number }
   redis?: { url?: string, keyPrefix?: string }
   auth?: {
@@ -269,6 +270,8 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
     at(['redis', 'url'], 'must be a redis://, rediss://, redis+cluster:// or redis+sentinel:// URL (or empty for in-memory stores)')
   }
 
+  const otlp = raw.tracing?.otlpUrl ?? ''
+  if (otlp !== '' && !/^https?:\/\//.test(otlp)) at(['tracing', 'otlpUrl'], 'must be an http:// or https:// URL of an OTLP/HTTP collector (or empty)')
   const eventSink = raw.events?.sink ?? (redisUrl !== '' ? 'redis' : undefined)
   if (eventSink === 'redis' && redisUrl === '') at(['events', 'sink'], 'sink: redis needs redis.url')
 
@@ -645,5 +648,6 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
     idempotencyWindow: parseDuration(e.idempotencyWindow) ?? DEFAULTS.events.idempotencyWindow,
     publishRetries: e.publishRetries ?? DEFAULTS.events.publishRetries,
   }
-  return { file, files, server, admin, redis, cache, events, auth, policies, services, routes }
+  const tracing = { otlpUrl: raw.tracing?.otlpUrl ?? '', serviceName: raw.tracing?.serviceName ?? 'portico' }
+  return { file, files, server, admin, redis, cache, events, tracing, auth, policies, services, routes }
 }

@@ -8,6 +8,7 @@
 // deadline counts as timed out.
 
 import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
+import type { Context } from '@opentelemetry/api'
 import { GatewayError } from '../errors.js'
 import type { FillContext, PathFiller, ValueFiller } from '../compile/template.js'
 import type { ServiceClient } from '../upstream/client.js'
@@ -64,7 +65,7 @@ export function createAggregateProducer (plan: AggregatePlan): (request: Fastify
     try {
       results = await Promise.all(parts.map(async part => {
         const expired = new Promise<'deadline'>(resolve => { timers.push(setTimeout(resolve, part.timeout, 'deadline')) })
-        const outcome = await Promise.race([callPart(part, ctx, base, start + part.timeout, abort.signal), expired])
+        const outcome = await Promise.race([callPart(part, ctx, base, start + part.timeout, abort.signal, request.traceContext), expired])
         return outcome === 'deadline'
           ? { ok: false as const, error: new GatewayError('UPSTREAM_TIMEOUT', `part "${part.name}" did not answer within ${part.timeout} ms`) }
           : outcome
@@ -103,7 +104,7 @@ function merge (parts: AggregatePart[], keys: string[], results: PartResult[]): 
 }
 
 /** One part's call, reduced to a value: the JSON text to merge, or why it failed. */
-async function callPart (part: AggregatePart, ctx: FillContext, base: Record<string, string>, deadline: number, signal: AbortSignal): Promise<PartResult> {
+async function callPart (part: AggregatePart, ctx: FillContext, base: Record<string, string>, deadline: number, signal: AbortSignal, trace: Context | undefined): Promise<PartResult> {
   let res: UpstreamResponse
   try {
     let path = part.fillPath(ctx)
@@ -117,7 +118,7 @@ async function callPart (part: AggregatePart, ctx: FillContext, base: Record<str
       headers = { ...base }
       for (const [name, fill] of part.headers) headers[name] = headerSafe(fill(ctx))
     }
-    res = await part.client.call({ method: 'GET', path, headers, timeout: part.timeout, deadline, signal })
+    res = await part.client.call({ method: 'GET', path, headers, timeout: part.timeout, deadline, signal, ...(trace !== undefined ? { trace } : {}) })
   } catch (err) {
     return { ok: false, error: err instanceof GatewayError ? err : new GatewayError('UPSTREAM_ERROR', 'the call failed', { cause: err }) }
   }

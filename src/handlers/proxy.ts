@@ -47,6 +47,7 @@ export function createProxyCall (plan: ProxyPlan): (request: FastifyRequest) => 
       headers: upstreamRequestHeaders(request, forward),
       body: rawBodyOf(request) ?? request.body as Readable | undefined,
       timeout: client.timeout,
+      ...(request.traceContext !== undefined ? { trace: request.traceContext } : {}),
     })
   }
 }

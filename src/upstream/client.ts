@@ -15,6 +15,7 @@ import { withRetry } from './retry.js'
 import type { UpstreamCall } from './types.js'
 import { GatewayError } from '../errors.js'
 import type { UpstreamOutcome } from '../metrics.js'
+import { endSpan, type Tracing } from '../tracing.js'
 
 export interface ServiceClient {
   name: string
@@ -31,7 +32,7 @@ export interface ServiceClient {
 /** Called once per logical call (after retries), for metrics. */
 export type CallObserver = (seconds: number, outcome: UpstreamOutcome) => void
 
-export function createServiceClient (service: ServiceConfig, observe?: CallObserver): ServiceClient {
+export function createServiceClient (service: ServiceConfig, observe?: CallObserver, tracing?: Tracing): ServiceClient {
   const instances: InstancePool[] = service.urls.map(url => createInstancePool(service.name, url, {
     connections: service.connections,
     keepAliveTimeout: 30_000,
@@ -43,7 +44,7 @@ export function createServiceClient (service: ServiceConfig, observe?: CallObser
     name: service.name,
     timeout: service.timeout,
     maxResponseSize: service.maxResponseSize,
-    call: observe === undefined ? breaker.call : observed(breaker.call, observe),
+    call: traced(observe === undefined ? breaker.call : observed(breaker.call, observe), service.name, tracing),
     breaker,
     balancer,
     close: async () => {
@@ -51,6 +52,24 @@ export function createServiceClient (service: ServiceConfig, observe?: CallObser
       breaker.shutdown()
       await Promise.all(instances.map(i => i.close()))
     },
+  }
+}
+
+/** A client span around the logical call, its traceparent sent upstream. */
+function traced (call: UpstreamCall, service: string, tracing: Tracing | undefined): UpstreamCall {
+  if (tracing === undefined) return call
+  return async (req) => {
+    if (req.trace === undefined) return await call(req)
+    const headers = { ...req.headers }
+    const span = tracing.startClientSpan(req.trace, `${req.method} ${service}`, headers, { 'peer.service': service, 'http.request.method': req.method, 'url.path': req.path.split('?')[0] })
+    try {
+      const res = await call({ ...req, headers })
+      endSpan(span, res.statusCode)
+      return res
+    } catch (err) {
+      endSpan(span, err instanceof GatewayError ? err.status : undefined, err)
+      throw err
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 
 import type { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
+import type { Context } from '@opentelemetry/api'
 
 export interface UpstreamRequest {
   method: string
@@ -18,6 +19,8 @@ export interface UpstreamRequest {
   deadline?: number
   /** Aborts the call (an aggregate whose deadline passed). */
   signal?: AbortSignal
+  /** The request's trace context, when tracing is on: the call gets a child span. */
+  trace?: Context
 }
 
 export interface UpstreamResponse {
