@@ -46,7 +46,7 @@ t.test('SIGHUP: new routes and targets for new requests, in-flight requests fini
   const [port, adminPort] = [await freePort(), await freePort()]
   const dir = writeConfigFiles({
     'gateway.yaml': config(port, adminPort,
-      '  - { id: a, path: /a, policy: public, proxy: { service: one } }',
+      '  - { id: a, path: /a, policy: public, proxy: { service: one } }\n  - { id: gone, path: /gone, policy: public, proxy: { service: one } }',
       `  one: { urls: [${slowOld.url}], timeout: 5s }`),
   })
   const file = join(dir, 'gateway.yaml')
@@ -64,6 +64,9 @@ t.test('SIGHUP: new routes and targets for new requests, in-flight requests fini
   gw.child.kill('SIGHUP')
   await gw.waitForLine(/config reloaded/)
 
+  const removed = await request(`http://127.0.0.1:${port}/gone`)
+  t.equal(removed.statusCode, 404, 'a route the new config removed is gone')
+  await removed.body.dump()
   const onNew = await request(`http://127.0.0.1:${port}/b`)
   t.equal(onNew.statusCode, 200, 'a route the new config added')
   t.same(await onNew.body.json(), { from: 'new' })

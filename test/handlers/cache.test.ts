@@ -420,9 +420,9 @@ for (const store of STORES) {
     c.gate = gate.wait
     const g = await gateway(t, { store, services: { backend: c.up.url }, routes: [proxied('slow', '/api/slow', '/slow', { cache: { ttl: '1m' } })] })
 
-    const pending = Array.from({ length: 10 }, async () => await get(g, '/api/slow'))
+    const pending = Array.from({ length: 50 }, async () => await get(g, '/api/slow'))
     await eventually('the first request reaches the upstream', async () => c.up.hits() >= 1)
-    // Give the other nine time to look up the cache and join the call in flight.
+    // Give the other 49 time to look up the cache and join the call in flight.
     await sleep(200)
     gate.open()
     const all = await Promise.all(pending)
