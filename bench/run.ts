@@ -9,7 +9,7 @@
 // bench/results/latest.svg.
 
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir, cpus } from 'node:os'
 import { join, dirname } from 'node:path'
@@ -42,11 +42,16 @@ interface Scenario {
   what: string
   url: (ports: Ports) => string
   headers?: Record<string, string>
-  /** Process whose CPU time is charged to this scenario. */
-  proc: 'gateway' | 'bare'
+  /** Process whose CPU time is charged to this scenario (none: not measured). */
+  proc?: 'gateway' | 'bare' | 'nginx'
+  connections?: number
+  /** Answers other than 2xx are the point of the scenario. */
+  expectErrors?: boolean
+  /** Only when nginx is installed. */
+  needsNginx?: boolean
 }
 
-interface Ports { gateway: number, bare: number }
+interface Ports { gateway: number, bare: number, workers: number, nginx: number, slow: number }
 
 interface Sample { rps: number, p50: number, p99: number, errors: number, non2xx: number, cpuUsPerReq: number }
 
@@ -55,32 +60,54 @@ const token = createSigner({ key: SECRET, expiresIn: 3_600_000 })({ sub: 'bench-
 
 const SCENARIOS: Scenario[] = [
   { name: 'bare', what: 'Fastify + @fastify/http-proxy, nothing else (baseline)', url: p => `http://127.0.0.1:${p.bare}/bare`, proc: 'bare' },
+  { name: 'nginx', what: 'nginx reverse proxy, 1 worker, upstream keepalive', url: p => `http://127.0.0.1:${p.nginx}/proxy`, proc: 'nginx', needsNginx: true },
   { name: 'proxy', what: 'public proxy route', url: p => `http://127.0.0.1:${p.gateway}/proxy`, proc: 'gateway' },
   { name: 'full', what: 'JWT HS256 + policy + rate limit (Redis when up) + proxy', url: p => `http://127.0.0.1:${p.gateway}/full`, headers: { authorization: `Bearer ${token}` }, proc: 'gateway' },
+  { name: 'cache-hit', what: 'cached route answering HIT (Redis when up)', url: p => `http://127.0.0.1:${p.gateway}/cached`, proc: 'gateway' },
   { name: 'aggregate-3', what: 'three parts in parallel, merged', url: p => `http://127.0.0.1:${p.gateway}/agg`, proc: 'gateway' },
-  { name: 'aggregate-3-slow', what: 'three 50 ms parts (p50 vs the upstream\'s 50 ms)', url: p => `http://127.0.0.1:${p.gateway}/agg-slow`, proc: 'gateway' },
-  { name: 'breaker-open', what: 'open breaker: 503 fast-fail', url: p => `http://127.0.0.1:${p.gateway}/open`, proc: 'gateway' },
+  { name: 'slow-direct', what: 'the 50 ms upstream itself, 10 connections (reference for aggregate-3-slow)', url: p => `http://127.0.0.1:${p.slow}/slow`, connections: 10 },
+  { name: 'aggregate-3-slow', what: 'three 50 ms parts, 10 connections', url: p => `http://127.0.0.1:${p.gateway}/agg-slow`, proc: 'gateway', connections: 10 },
+  { name: 'breaker-open', what: 'open breaker: 503 fast-fail', url: p => `http://127.0.0.1:${p.gateway}/open`, proc: 'gateway', expectErrors: true },
+  { name: 'workers', what: 'the proxy route with workers: auto', url: p => `http://127.0.0.1:${p.workers}/proxy` },
 ]
 
 async function main (): Promise<void> {
-  const selected = args.only !== undefined ? SCENARIOS.filter(s => args.only?.split(',').includes(s.name)) : SCENARIOS
+  const nginxBin = findNginx()
+  const selected = (args.only !== undefined ? SCENARIOS.filter(s => args.only?.split(',').includes(s.name)) : SCENARIOS)
+    .filter(s => s.needsNginx !== true || nginxBin !== undefined)
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
   const redisUp = await redisAnswers(redisUrl)
   const children: ChildProcess[] = []
   const stopAll = (): void => { for (const c of children) c.kill('SIGTERM') }
   process.on('exit', stopAll)
   try {
-    const upstreamPort = await freePort()
-    children.push(await startProcess('upstream', [join(here, 'upstream.js'), String(upstreamPort)]))
+    // The node upstream serves /slow always, and /json unless nginx does (it is lighter on the shared cores).
+    const slow = await freePort()
+    children.push(await startProcess('upstream', [join(here, 'upstream.js'), String(slow)]))
+    let fast = slow
+    let nginxPort = 0
+    let nginxPid = 0
+    if (nginxBin !== undefined) {
+      fast = await freePort()
+      nginxPort = await freePort()
+      const nginx = await startNginx(nginxBin, fast, nginxPort)
+      children.push(nginx)
+      nginxPid = nginx.pid ?? 0
+    }
     const bare = await freePort()
-    const bareProc = await startProcess('bare', [join(here, 'peers', 'bare.js'), String(bare), `http://127.0.0.1:${upstreamPort}`])
+    const bareProc = await startProcess('bare', [join(here, 'peers', 'bare.js'), String(bare), `http://127.0.0.1:${fast}`])
     children.push(bareProc)
     const gateway = await freePort()
-    const configFile = writeBenchConfig(gateway, upstreamPort, await freePort(), redisUp ? redisUrl : '')
-    const gatewayProc = await startProcess('gateway', [join(root, 'dist', 'src', 'cli.js'), 'start', '--config', configFile], { LOG_LEVEL: 'warn' })
+    const dead = await freePort()
+    const redis = redisUp ? redisUrl : ''
+    const gatewayProc = await startProcess('gateway', [join(root, 'dist', 'src', 'cli.js'), 'start', '--config', writeBenchConfig(gateway, fast, slow, dead, redis, 1)], { LOG_LEVEL: 'warn' })
     children.push(gatewayProc)
-    const ports = { gateway, bare }
-    const pids = { gateway: gatewayProc.pid ?? 0, bare: bareProc.pid ?? 0 }
+    const workers = await freePort()
+    if (selected.some(s => s.name === 'workers')) {
+      children.push(await startProcess('workers', [join(root, 'dist', 'src', 'cli.js'), 'start', '--config', writeBenchConfig(workers, fast, slow, dead, redis, 'auto')], { LOG_LEVEL: 'warn' }))
+    }
+    const ports: Ports = { gateway, bare, workers, nginx: nginxPort, slow }
+    const pids = { gateway: gatewayProc.pid ?? 0, bare: bareProc.pid ?? 0, nginx: nginxPid }
 
     // Trip the breaker of the dead service before measuring fast-fail.
     for (let i = 0; i < 3; i++) await fetch(`http://127.0.0.1:${gateway}/open`).then(r => r.arrayBuffer(), () => {})
@@ -91,22 +118,29 @@ async function main (): Promise<void> {
     for (let round = 0; round < rounds; round++) {
       for (const s of selected) {
         // A short warm-up so JIT and pools are hot before the measured run.
-        await drive(s.url(ports), s.headers, 1)
-        const before = cpuMicros(pids[s.proc])
-        const r = await drive(s.url(ports), s.headers, duration)
-        const cpu = cpuMicros(pids[s.proc]) - before
+        await drive(s.url(ports), s.headers, 1, s.connections)
+        const pid = s.proc !== undefined ? pids[s.proc] : 0
+        const before = cpuMicros(pid)
+        const r = await drive(s.url(ports), s.headers, duration, s.connections)
+        const cpu = cpuMicros(pid) - before
         samples.get(s.name)?.push({ ...r, cpuUsPerReq: r.total > 0 ? cpu / r.total : 0 })
         process.stderr.write(`round ${round + 1} ${s.name}: ${Math.round(r.rps)} req/s\n`)
       }
     }
-    report(selected, samples, { redis: redisUp, duration, rounds, connections })
+    const rows = report(selected, samples, { redis: redisUp, nginx: nginxBin !== undefined, duration, rounds, connections })
+    // A harness check for `npm test`: every scenario must have answered, and as intended.
+    const broken = rows.filter(r => r.rps === 0 || r.errors > 0 || (r.non2xx > 0 && SCENARIOS.find(s => s.name === r.scenario)?.expectErrors !== true))
+    if (broken.length > 0) {
+      console.error(`bench: scenarios misbehaved: ${broken.map(r => r.scenario).join(', ')}`)
+      process.exitCode = 1
+    }
   } finally {
     stopAll()
   }
 }
 
-async function drive (url: string, headers: Record<string, string> | undefined, seconds: number): Promise<Sample & { total: number }> {
-  const r = await autocannon({ url, connections, duration: seconds, ...(headers !== undefined ? { headers } : {}) })
+async function drive (url: string, headers: Record<string, string> | undefined, seconds: number, conns = connections): Promise<Sample & { total: number }> {
+  const r = await autocannon({ url, connections: conns, duration: seconds, ...(headers !== undefined ? { headers } : {}) })
   return {
     rps: r.requests.average,
     p50: r.latency.p50,
@@ -123,7 +157,7 @@ function median (xs: number[]): number {
   return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
 
-function report (scenarios: Scenario[], samples: Map<string, Sample[]>, meta: Record<string, unknown>): void {
+function report (scenarios: Scenario[], samples: Map<string, Sample[]>, meta: Record<string, unknown>): Row[] {
   const bareRounds = samples.get('bare') ?? []
   const rows = scenarios.map(s => {
     const xs = samples.get(s.name) ?? []
@@ -143,17 +177,37 @@ function report (scenarios: Scenario[], samples: Map<string, Sample[]>, meta: Re
       errors: xs.reduce((a, x) => a + x.errors, 0),
     }
   })
-  console.log('| scenario | req/s (median) | range | p50 ms | p99 ms | CPU µs/req | × bare | non-2xx | errors |')
-  console.log('|---|---|---|---|---|---|---|---|---|')
+  console.log('| scenario | what | req/s (median) | range | p50 ms | p99 ms | CPU µs/req | × bare | non-2xx | errors |')
+  console.log('|---|---|---|---|---|---|---|---|---|---|')
   for (const r of rows) {
-    console.log(`| ${r.scenario} | ${Math.round(r.rps)} | ${Math.round(r.rpsMin)}–${Math.round(r.rpsMax)} | ${r.p50} | ${r.p99} | ${Math.round(r.cpuUsPerReq)} | ${r.ratioToBare === null ? '-' : r.ratioToBare.toFixed(2)} | ${r.non2xx} | ${r.errors} |`)
+    console.log(`| ${r.scenario} | ${r.what} | ${Math.round(r.rps)} | ${Math.round(r.rpsMin)}–${Math.round(r.rpsMax)} | ${r.p50} | ${r.p99} | ${r.cpuUsPerReq > 0 ? Math.round(r.cpuUsPerReq) : '-'} | ${r.ratioToBare === null ? '-' : r.ratioToBare.toFixed(2)} | ${r.non2xx} | ${r.errors} |`)
   }
-  console.log('\nbreaker-open answers are 503 by design (counted as non-2xx). CPU µs/req is the serving process\'s user+system time per request.')
+  const ratio = (a: string, b: string): string => {
+    const ra = samples.get(a) ?? []
+    const rb = samples.get(b) ?? []
+    const xs = ra.map((x, i) => (rb[i] !== undefined && rb[i].rps > 0 ? x.rps / rb[i].rps : NaN)).filter(Number.isFinite)
+    return xs.length > 0 ? median(xs).toFixed(2) : '-'
+  }
+  const p50 = (name: string): number | undefined => rows.find(r => r.scenario === name)?.p50
+  console.log('\nGoals (ratios within one round):')
+  console.log(`- proxy / bare = ${ratio('proxy', 'bare')} (goal ≥ 1.5); proxy / nginx = ${ratio('proxy', 'nginx')} (goal ≥ 0.18)`)
+  console.log(`- full / bare = ${ratio('full', 'bare')} (goal ≥ 1.0)`)
+  console.log(`- cache-hit / bare = ${ratio('cache-hit', 'bare')} (goal ≥ 3)`)
+  console.log(`- aggregate-3 / bare = ${ratio('aggregate-3', 'bare')} (goal ≥ 0.8)`)
+  const slowDirect = p50('slow-direct')
+  const slowAgg = p50('aggregate-3-slow')
+  console.log(`- aggregate-3-slow p50 / upstream p50 = ${slowDirect !== undefined && slowAgg !== undefined && slowDirect > 0 ? (slowAgg / slowDirect).toFixed(2) : '-'} (goal ≤ 1.1)`)
+  console.log(`- breaker-open / bare = ${ratio('breaker-open', 'bare')} (goal ≥ 3)`)
+  console.log(`- workers / proxy = ${ratio('workers', 'proxy')} (goal ≥ 1.5)`)
+  console.log('\nbreaker-open answers are 503 by design (counted as non-2xx). CPU µs/req is the serving process\'s user+system time per request (not measured for workers and the direct upstream).')
   mkdirSync(resultsDir, { recursive: true })
   writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify({ at: new Date().toISOString(), node: process.version, ...meta, rows }, null, 2) + '\n')
   writeFileSync(join(resultsDir, 'latest.svg'), chart(rows))
   console.log(`\nwrote bench/results/latest.json and bench/results/latest.svg`)
+  return rows
 }
+
+interface Row { scenario: string, rps: number, p50: number, errors: number, non2xx: number }
 
 /** A horizontal bar chart of median req/s, as plain SVG. */
 function chart (rows: Array<{ scenario: string, rps: number, rpsMin: number, rpsMax: number }>): string {
@@ -177,11 +231,12 @@ function chart (rows: Array<{ scenario: string, rps: number, rpsMin: number, rps
 `
 }
 
-function writeBenchConfig (gatewayPort: number, upstreamPort: number, deadPort: number, redisUrl: string): string {
+function writeBenchConfig (gatewayPort: number, fastPort: number, slowPort: number, deadPort: number, redisUrl: string, workers: number | 'auto'): string {
   const dir = mkdtempSync(join(tmpdir(), 'portico-bench-'))
   const file = join(dir, 'gateway.yaml')
-  const up = `http://127.0.0.1:${upstreamPort}`
-  writeFileSync(file, `server: { host: 127.0.0.1, port: ${gatewayPort} }
+  const up = `http://127.0.0.1:${fastPort}`
+  const slowUp = `http://127.0.0.1:${slowPort}`
+  writeFileSync(file, `server: { host: 127.0.0.1, port: ${gatewayPort}, workers: ${workers} }
 redis: { url: "${redisUrl}", keyPrefix: "portico-bench-${process.pid}:" }
 auth:
   jwt: { secret: ${SECRET}, algorithms: [HS256] }
@@ -190,10 +245,12 @@ policies:
   user: { auth: jwt, rateLimit: { max: 100000000, window: 1m, key: user } }
 services:
   up: { urls: [${up}], timeout: 5s }
+  slow: { urls: [${slowUp}], timeout: 5s }
   dead: { urls: [http://127.0.0.1:${deadPort}], timeout: 1s, breaker: { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeout: 1h } }
 routes:
   - { id: proxy, path: /proxy, policy: public, proxy: { service: up, path: /json } }
   - { id: full, path: /full, policy: user, proxy: { service: up, path: /json } }
+  - { id: cached, path: /cached, policy: public, cache: { ttl: 1h, scope: public }, proxy: { service: up, path: /json } }
   - id: agg
     path: /agg
     policy: public
@@ -205,9 +262,9 @@ routes:
     path: /agg-slow
     policy: public
     aggregate:
-      a: { service: up, path: /slow }
-      b: { service: up, path: /slow }
-      c: { service: up, path: /slow }
+      a: { service: slow, path: /slow }
+      b: { service: slow, path: /slow }
+      c: { service: slow, path: /slow }
   - { id: open, path: /open, policy: public, proxy: { service: dead, path: /json } }
 `)
   return file
@@ -228,8 +285,50 @@ async function startProcess (name: string, argv: string[], env: Record<string, s
   return child
 }
 
+function findNginx (): string | undefined {
+  for (const candidate of ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx']) if (existsSync(candidate)) return candidate
+  return undefined
+}
+
+/** nginx as the 1 KiB upstream (port `fast`) and as a reverse proxy to it (port `proxy`), one worker. */
+async function startNginx (bin: string, fast: number, proxy: number): Promise<ChildProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'portico-bench-nginx-'))
+  const body = readFileSync(join(root, 'bench', 'upstream-body.json'), 'utf8').replace(/'/g, '')
+  writeFileSync(join(dir, 'nginx.conf'), `worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  keepalive_requests 1000000;
+  upstream json { server 127.0.0.1:${fast}; keepalive 128; }
+  server {
+    listen 127.0.0.1:${fast};
+    location /json { default_type application/json; return 200 '${body}'; }
+  }
+  server {
+    listen 127.0.0.1:${proxy};
+    location /proxy { proxy_pass http://json/json; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+`)
+  const child = spawn(bin, ['-c', join(dir, 'nginx.conf'), '-g', 'daemon off;', '-p', dir], { stdio: ['ignore', 'ignore', 'inherit'] })
+  for (let i = 0; i < 100; i++) {
+    if (await answers(proxy)) return child
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  child.kill()
+  throw new Error('nginx did not start')
+}
+
+async function answers (port: number): Promise<boolean> {
+  try { return (await fetch(`http://127.0.0.1:${port}/proxy`)).ok } catch { return false }
+}
+
 /** User + system CPU time of a process so far, in microseconds (Linux /proc). */
 function cpuMicros (pid: number): number {
+  if (pid === 0) return 0
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
     const ticks = Number(fields[11]) + Number(fields[12]) // utime, stime (fields 14 and 15 of the full line)

@@ -2,10 +2,13 @@
 // /json, the same after 50 ms on /slow. Prints "ready" when listening.
 
 import { createServer } from 'node:http'
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 const port = Number(process.argv[2] ?? 0)
-const item = { id: 'p-100', name: 'Trail shoes', price: 89.9, stock: 12, tags: ['outdoor', 'running'] }
-const body = Buffer.from(JSON.stringify({ items: Array.from({ length: 9 }, (_, i) => ({ ...item, id: `p-${i}` })) }).padEnd(1024, ' '))
+// The same 1 KiB body nginx serves when it is the upstream (bench/upstream-body.json).
+const body = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'upstream-body.json'))
 const headers = { 'content-type': 'application/json', 'content-length': String(body.length) }
 
 const server = createServer((req, res) => {

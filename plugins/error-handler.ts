@@ -58,7 +58,9 @@ export function sendProblem (request: FastifyRequest, reply: FastifyReply, error
 export default fp(async function errorHandler (app) {
   app.setErrorHandler(function handleError (err, request, reply) {
     const error = toGatewayError(err)
-    if (error.status >= 500) {
+    // An open breaker refuses every call by design; its state changes are
+    // logged once by the breaker, not once per refused request.
+    if (error.status >= 500 && error.code !== 'CIRCUIT_OPEN') {
       const cause = error.cause as (Error & { code?: string }) | undefined
       if (error.code === 'INTERNAL_ERROR') request.log.error({ err }, 'unhandled error')
       else request.log.warn({ code: error.code, cause: cause?.code ?? cause?.message }, error.message)

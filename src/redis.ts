@@ -31,6 +31,9 @@ export function connectRedis (url: string, log: FastifyBaseLogger, opts: RedisOp
     maxRetriesPerRequest: 0,
     commandTimeout: opts.commandTimeout ?? 250,
     connectTimeout: 2000,
+    // Commands issued in the same tick (many requests' cache reads and
+    // rate-limit increments) go out in one write: far fewer syscalls under load.
+    enableAutoPipelining: true,
     // Keep trying forever, at most every 2 s: Redis coming back must be noticed by itself.
     retryStrategy: (times) => Math.min(100 * times, 2000),
     lazyConnect: false,

@@ -76,10 +76,10 @@ export function createProxyHandler (plan: ProxyPlan, hooks: SuccessHooks = {}): 
     const res = await callUpstream(request)
     const ok = res.statusCode >= 200 && res.statusCode < 300
     if (ok && invalidate !== undefined) await invalidate(request)
-    if (!ok || publish === undefined) return sendUpstream(request, reply, res)
+    if (!ok || publish === undefined) return await sendUpstream(request, reply, res, plan.client.name)
     if (publish.from === 'request') {
       publishEvent(publish, request, rawBodyOf(request)?.toString('utf8') ?? 'null')
-      return sendUpstream(request, reply, res)
+      return await sendUpstream(request, reply, res, plan.client.name)
     }
     const body = await readBody(res, plan.client.maxResponseSize, plan.client.name)
     reply.code(res.statusCode)
@@ -111,15 +111,31 @@ function asJson (body: Buffer, contentType: string | string[] | undefined): stri
   return JSON.stringify(text)
 }
 
-export function sendUpstream (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse): FastifyReply {
-  reply.code(res.statusCode)
-  copyResponseHeaders(res.headers, reply)
+/**
+ * Bodies up to this size (by content-length) are read whole and written in
+ * one go: for small answers the stream plumbing (pipe, end-of-stream
+ * listeners, one write per chunk) costs more than the copy. Larger or
+ * unsized bodies are streamed.
+ */
+const BUFFER_UP_TO = 64 * 1024
+
+export async function sendUpstream (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse, service = 'upstream'): Promise<FastifyReply> {
   if (request.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304) {
     // No body may follow; drain so the pooled connection is free again.
     res.body.resume()
+    reply.code(res.statusCode)
+    copyResponseHeaders(res.headers, reply)
     return reply.send()
   }
-  return reply.send(res.body)
+  const length = res.headers['content-length']
+  let body: Buffer | Readable = res.body
+  if (length !== undefined && Number(length) <= BUFFER_UP_TO) {
+    // Read before any header is set: a body broken off mid-way is then a clean 502.
+    body = await readBody(res, BUFFER_UP_TO, service)
+  }
+  reply.code(res.statusCode)
+  copyResponseHeaders(res.headers, reply)
+  return reply.send(body)
 }
 
 /**

@@ -86,10 +86,20 @@ t.test('an upstream that destroys the socket is 502 UPSTREAM_ERROR', async t => 
   t.equal(up.hits(), 1)
 })
 
-t.test('an upstream that sends headers and then dies mid-body does not hang the client', async t => {
+t.test('a small answer broken off mid-body is a clean 502 (small bodies are read whole before anything is sent)', async t => {
   const up = await upstream(t, (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '1000' })
     res.write('only part of it')
+    setImmediate(() => res.socket?.destroy())
+  })
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
+  problem(t, await app.inject({ url: '/api/items/1' }), 502, 'UPSTREAM_ERROR')
+})
+
+t.test('a large streamed answer that dies mid-body does not hang the client', async t => {
+  const up = await upstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(1024 * 1024) })
+    res.write(Buffer.alloc(100 * 1024))
     setImmediate(() => res.socket?.destroy())
   })
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
