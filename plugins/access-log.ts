@@ -12,7 +12,8 @@ declare module 'fastify' {
 }
 
 export default fp(async function accessLog (app) {
-  app.addHook('onResponse', async (request, reply) => {
+  // Callback style: cheaper than an async hook on every request.
+  app.addHook('onResponse', (request, reply, done) => {
     const q = request.url.indexOf('?')
     request.log.info({
       route: request.routeOptions.config.routeId,
@@ -21,5 +22,6 @@ export default fp(async function accessLog (app) {
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime * 10) / 10,
     }, 'request')
+    done()
   })
 }, { name: 'portico-access-log' })

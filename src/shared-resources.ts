@@ -41,7 +41,13 @@ export class SharedResources {
     if (held !== undefined && held.fingerprint === fingerprint) return held.client
     if (held !== undefined) this.retired.push(held.client.close)
     const { metrics, log } = this
-    const client = createServiceClient(svc, (seconds, outcome) => { metrics.upstream.labels(svc.name, outcome).observe(seconds) }, this.tracing)
+    // One histogram child per outcome, looked up once rather than per call.
+    const byOutcome = new Map<string, { observe: (v: number) => void }>()
+    const client = createServiceClient(svc, (seconds, outcome) => {
+      let child = byOutcome.get(outcome)
+      if (child === undefined) { child = metrics.upstream.labels(svc.name, outcome); byOutcome.set(outcome, child) }
+      child.observe(seconds)
+    }, this.tracing)
     metrics.breakerState.labels(svc.name).set(BREAKER_STATE_VALUE.closed)
     client.breaker.onChange(state => {
       metrics.breakerState.labels(svc.name).set(BREAKER_STATE_VALUE[state])
