@@ -5,13 +5,13 @@
 import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cluster } from 'ioredis'
 import { parseRedisUrl } from '../src/redis.js'
 import { buildFromFiles } from './helpers/gateway.js'
 import { startUpstream } from './helpers/upstream.js'
+import { freePort } from './helpers/cli.js'
 
 t.test('parseRedisUrl: one server, cluster seeds, sentinels', async t => {
   t.same(parseRedisUrl('redis://127.0.0.1:6379/2'), { kind: 'single' })
@@ -24,14 +24,6 @@ t.test('parseRedisUrl: one server, cluster seeds, sentinels', async t => {
     kind: 'sentinel', nodes: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }], name: 'primary', db: 3,
   })
 })
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise(resolve => server.close(resolve))
-  return typeof address === 'object' && address !== null ? address.port : 0
-}
 
 async function startCluster (t: { teardown: (fn: () => void) => void }): Promise<number[]> {
   const dir = mkdtempSync(join(tmpdir(), 'portico-cluster-'))

@@ -3,7 +3,7 @@
 
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
-import '../identity.js'
+import type { Identity } from '../identity.js'
 
 /** RFC 9110 §7.6.1 connection-specific headers, plus ones the gateway sets itself. */
 const NOT_FORWARDED_UP = new Set([
@@ -49,13 +49,15 @@ export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOp
   const host = request.host
   if (host !== undefined && host !== '') out['x-forwarded-host'] = host
   out['x-request-id'] = request.id
-  const identity = request.auth
-  if (identity !== undefined) {
-    out['x-auth-sub'] = headerSafe(identity.sub)
-    if (identity.roles.length > 0) out['x-auth-roles'] = headerSafe(identity.roles.join(','))
-    if (identity.scopes.length > 0) out['x-auth-scopes'] = headerSafe(identity.scopes.join(' '))
-  }
+  if (request.auth !== undefined) setIdentityHeaders(out, request.auth)
   return out
+}
+
+/** The identity as the gateway asserts it upstream; the client's own x-auth-* never get this far. */
+function setIdentityHeaders (out: Record<string, string | string[]>, identity: Identity): void {
+  out['x-auth-sub'] = headerSafe(identity.sub)
+  if (identity.roles.length > 0) out['x-auth-roles'] = headerSafe(identity.roles.join(','))
+  if (identity.scopes.length > 0) out['x-auth-scopes'] = headerSafe(identity.scopes.join(' '))
 }
 
 const UNSAFE_IN_HEADER = /[^\x20-\x7e]/
@@ -82,12 +84,7 @@ export function partRequestHeaders (request: FastifyRequest, opts: ForwardOption
   if (typeof h.tracestate === 'string') out.tracestate = h.tracestate
   if (typeof h.host === 'string') out['x-forwarded-host'] = h.host
   if (opts.forwardAuthorization && typeof h.authorization === 'string') out.authorization = h.authorization
-  const identity = request.auth
-  if (identity !== undefined) {
-    out['x-auth-sub'] = headerSafe(identity.sub)
-    if (identity.roles.length > 0) out['x-auth-roles'] = headerSafe(identity.roles.join(','))
-    if (identity.scopes.length > 0) out['x-auth-scopes'] = headerSafe(identity.scopes.join(' '))
-  }
+  if (request.auth !== undefined) setIdentityHeaders(out, request.auth)
   return out
 }
 

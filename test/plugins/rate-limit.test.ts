@@ -4,19 +4,15 @@
 // counters shared through a real Redis, and the local fallback while Redis is
 // down (with /readyz saying so) until it comes back by itself.
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { Redis } from 'ioredis'
 import { createSigner } from 'fast-jwt'
 import type { FastifyInstance, LightMyRequestResponse, InjectOptions } from 'fastify'
 import { buildFromFiles } from '../helpers/gateway.js'
+import { PrivateRedis, REDIS_URL, eventually, keysUnder, withClient } from '../helpers/redis.js'
 import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
 
 // A subtest (the last overload of t.test takes only the callback).
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const SECRET = 'rate-limit-test-secret-0123456789abcdef'
 const sign = createSigner({ key: SECRET, algorithm: 'HS256', expiresIn: 600_000 })
 
@@ -33,26 +29,6 @@ let prefixes = 0
 /** A Redis key prefix no other test (or parallel test process) uses. */
 function uniquePrefix (): string {
   return `test-rl-${process.pid}-${Date.now()}-${++prefixes}:`
-}
-
-async function withClient<T> (url: string, fn: (c: Redis) => Promise<T>): Promise<T> {
-  const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })
-  c.on('error', () => {}) // a refused connect rejects connect() below
-  await c.connect()
-  try { return await fn(c) } finally { c.disconnect() }
-}
-
-async function keysUnder (url: string, prefix: string): Promise<string[]> {
-  return await withClient(url, async c => {
-    const out: string[] = []
-    let cursor = '0'
-    do {
-      const [next, keys] = await c.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-      out.push(...keys)
-      cursor = next
-    } while (cursor !== '0')
-    return out
-  })
 }
 
 /** Deletes every key under the prefix when the test ends. */
@@ -115,16 +91,6 @@ function assertAllowed (t: Test, res: LightMyRequestResponse, max: number, remai
 
 async function hit (app: FastifyInstance, url: string, opts: Omit<InjectOptions, 'url'> = {}): Promise<LightMyRequestResponse> {
   return await app.inject({ ...opts, url })
-}
-
-/** Polls until check() holds; fails after `ms`. For recovery, never for timing. */
-async function eventually (what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms
-  while (Date.now() < until) {
-    if (await check()) return
-    await sleep(50)
-  }
-  throw new Error(`gave up after ${ms} ms waiting for: ${what}`)
 }
 
 async function readyRedis (app: FastifyInstance): Promise<string> {
@@ -349,35 +315,6 @@ t.test('Redis: two gateway instances share one counter', async t => {
     t.ok(ttl > 0 && ttl <= 60_000, 'the counter expires with the window')
   })
 })
-
-/** A redis-server of our own, on a fixed port, that the test can kill and restart. */
-class PrivateRedis {
-  private proc: ChildProcess | undefined
-  constructor (readonly port: number) {}
-  get url (): string { return `redis://127.0.0.1:${this.port}` }
-
-  async start (): Promise<void> {
-    const proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-    this.proc = proc
-    const failed = new Promise<never>((_resolve, reject) => {
-      proc.once('error', reject)
-      proc.once('exit', code => { reject(new Error(`redis-server exited with ${String(code)}`)) })
-    })
-    failed.catch(() => {})
-    await Promise.race([failed, eventually(`redis-server on ${this.port} answers`, async () => {
-      try { return await withClient(this.url, async c => await c.ping()) === 'PONG' } catch { return false }
-    })])
-  }
-
-  async kill (): Promise<void> {
-    const proc = this.proc
-    this.proc = undefined
-    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return
-    const exited = once(proc, 'exit')
-    proc.kill('SIGKILL')
-    await exited
-  }
-}
 
 t.test('Redis down: requests are still served with local limits, /readyz says down, and Redis is used again when it returns', async t => {
   const server = new PrivateRedis(await closedPort())
