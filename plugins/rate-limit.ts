@@ -8,13 +8,12 @@ import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { FastifyRequest } from 'fastify'
 import { GatewayError } from '../src/errors.js'
 import type { RedisConnection } from '../src/redis.js'
-import { fallbackStoreClass, type FallbackState } from '../src/rate-limit-store.js'
+import { fallbackStoreClass } from '../src/rate-limit-store.js'
 import type { RateLimitConfig } from '../src/config/types.js'
 
 export interface PorticoRateLimitOptions {
   redis?: RedisConnection
   keyPrefix: string
-  state: FallbackState
 }
 
 /** Longest the gateway waits at start for its first Redis connection attempt to succeed or fail. */
@@ -31,7 +30,7 @@ export default fp<PorticoRateLimitOptions>(async function rateLimitPlugin (app, 
     global: false,
     hook: 'preParsing',
     enableDraftSpec: true,
-    ...(opts.redis !== undefined ? { store: fallbackStoreClass(opts.redis, `${opts.keyPrefix}rl:`, opts.state) as unknown as FastifyRateLimitStoreCtor } : {}),
+    ...(opts.redis !== undefined ? { store: fallbackStoreClass(opts.redis, `${opts.keyPrefix}rl:`) as unknown as FastifyRateLimitStoreCtor } : {}),
     errorResponseBuilder: (_request, ctx) => new GatewayError('RATE_LIMITED', `rate limit of ${ctx.max} requests exceeded, retry in ${ctx.after}`),
   })
 }, { name: 'portico-rate-limit' })

@@ -11,7 +11,6 @@ import { compilePolicy, type AuthDeps, type CompiledPolicy } from './compile/pol
 import { createTokenVerifier } from './auth/jwt.js'
 import { createApiKeyLookup } from './auth/api-key.js'
 import type { RedisConnection } from './redis.js'
-import type { FallbackState } from './rate-limit-store.js'
 import { mountRoutes } from './mount-routes.js'
 import { CacheLayer } from './cache/layer.js'
 import { EventPublisher } from './events/publisher.js'
@@ -100,14 +99,13 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   app.decorate('events', events)
   app.decorate('metrics', metrics)
 
-  const rateLimitState: FallbackState = { fallbacks: 0 }
   await app.register(requestId)
   await app.register(errorHandler)
   await app.register(accessLog)
   await app.register(metricsPlugin, { metrics })
   if (tracing !== undefined) await app.register(tracingPlugin, { tracing })
   await app.register(auth)
-  await app.register(rateLimit, { ...(redis !== undefined ? { redis } : {}), keyPrefix: config.redis.keyPrefix, state: rateLimitState })
+  await app.register(rateLimit, { ...(redis !== undefined ? { redis } : {}), keyPrefix: config.redis.keyPrefix })
   await app.register(health, {
     routes: plans.length,
     dependencies: () => ({ redis: redis?.state() ?? 'not configured', cache: cache.store.kind, events: sink?.kind ?? 'not configured' }),

@@ -44,9 +44,6 @@ export class GatewayError extends Error {
   }
 }
 
-export function isGatewayError (err: unknown): err is GatewayError {
-  return err instanceof GatewayError
-}
 
 export interface ProblemBody {
   type: string

@@ -25,13 +25,8 @@ type StoreCtor = new (...args: unknown[]) => Store
 const RedisStore = RedisStoreModule as unknown as StoreCtor
 const LocalStore = LocalStoreModule as unknown as StoreCtor
 
-export interface FallbackState {
-  /** Calls answered by the local store because Redis failed (for readyz/metrics). */
-  fallbacks: number
-}
-
 /** A store class for @fastify/rate-limit bound to one Redis connection and key prefix. */
-export function fallbackStoreClass (redis: RedisConnection, prefix: string, state: FallbackState): new (opts: unknown) => Store {
+export function fallbackStoreClass (redis: RedisConnection, prefix: string): new (opts: unknown) => Store {
   class FallbackStore implements Store {
     constructor (
       _opts: unknown,
@@ -41,13 +36,11 @@ export function fallbackStoreClass (redis: RedisConnection, prefix: string, stat
 
     incr (key: string, cb: IncrCallback, timeWindow: number, max: number): void {
       if (redis.state() !== 'up') {
-        state.fallbacks++
         this.local.incr(key, cb, timeWindow, max)
         return
       }
       this.shared.incr(key, (err, res) => {
         if (err === null) { cb(null, res); return }
-        state.fallbacks++
         this.local.incr(key, cb, timeWindow, max)
       }, timeWindow, max)
     }

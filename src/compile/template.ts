@@ -118,10 +118,6 @@ function encodePathValue (value: string, keepSlashes: boolean): string {
   }
 }
 
-/** Placeholders a template uses, for config checks (e.g. params the route path must define). */
-export function placeholdersOf (text: string): Placeholder[] {
-  return parseTemplate(text).placeholders
-}
 
 export type ValueFiller = (ctx: FillContext) => string
 

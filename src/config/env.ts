@@ -22,9 +22,6 @@ export function substituteEnv (text: string, env: NodeJS.ProcessEnv): Substituti
   return { value, missing }
 }
 
-export function hasEnvRef (text: string): boolean {
-  return text.includes('${')
-}
 
 /**
  * An unquoted `port: ${PORT:-8080}` means the number 8080, as if written

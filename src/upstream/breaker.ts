@@ -15,12 +15,6 @@ export interface BreakerOptions {
   rollingCountTimeout: number
 }
 
-export const DEFAULT_BREAKER: BreakerOptions = {
-  errorThresholdPercentage: 50,
-  volumeThreshold: 5,
-  resetTimeout: 10_000,
-  rollingCountTimeout: 10_000,
-}
 
 export type BreakerState = 'closed' | 'open' | 'halfOpen'
 
