@@ -35,7 +35,13 @@ export class GatewayError extends Error {
   readonly headers: Record<string, string> | undefined
 
   constructor (code: ErrorCode, detail?: string, opts: { extras?: ProblemExtras, headers?: Record<string, string>, cause?: unknown } = {}) {
+    // No stack: these are expected outcomes (an open breaker, a bad token),
+    // raised on the hot path, and capturing a stack costs more than the rest
+    // of a fast-fail answer. A cause keeps its own stack for the logs.
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
     super(detail ?? ERRORS[code].title, opts.cause === undefined ? undefined : { cause: opts.cause })
+    Error.stackTraceLimit = limit
     this.name = 'GatewayError'
     this.code = code
     this.status = ERRORS[code].status
@@ -72,5 +78,7 @@ export function problemBody (err: GatewayError, requestId: string): ProblemBody 
 
 /** A stable identifier per code (not necessarily dereferenceable, as RFC 9457 allows). */
 export function problemType (code: ErrorCode): string {
-  return 'https://portico.dev/problems/' + code.toLowerCase().replace(/_/g, '-')
+  return PROBLEM_TYPES[code]
 }
+
+const PROBLEM_TYPES = Object.fromEntries(Object.keys(ERRORS).map(code => [code, 'https://portico.dev/problems/' + code.toLowerCase().replace(/_/g, '-')])) as Record<ErrorCode, string>

@@ -34,6 +34,18 @@ export interface StartOptions {
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void
 
+const GENERATION = Symbol('portico.generation')
+type TrackedResponse = ServerResponse & { [GENERATION]?: Generation }
+
+/** A response closed: its generation has one request fewer in flight. */
+function settle (this: TrackedResponse): void {
+  const gen = this[GENERATION]
+  if (gen === undefined) return
+  this[GENERATION] = undefined
+  gen.inflight--
+  if (gen.inflight === 0) gen.onDrained?.()
+}
+
 /** One config's app, and the requests it is still serving. */
 interface Generation {
   app: FastifyInstance
@@ -72,10 +84,9 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
   const server = createServer((req, res) => {
     const gen = current
     gen.inflight++
-    res.once('close', () => {
-      gen.inflight--
-      if (gen.inflight === 0) gen.onDrained?.()
-    })
+    // One shared listener (no closure per request); the response remembers its generation.
+    ;(res as TrackedResponse)[GENERATION] = gen
+    res.on('close', settle)
     gen.handler(req, res)
   })
   applyServerTimeouts(server, first.config)

@@ -64,16 +64,26 @@ export function createBreaker (service: string, inner: UpstreamCall, opts: Break
   const retryAfter = (): number => Math.max(1, Math.ceil((openedAt + opts.resetTimeout - Date.now()) / 1000))
   const state = (): BreakerState => breaker.opened ? 'open' : breaker.halfOpen ? 'halfOpen' : 'closed'
 
+  const openError = (): GatewayError => {
+    const seconds = breaker.halfOpen ? 1 : retryAfter()
+    return new GatewayError('CIRCUIT_OPEN', `service "${service}" is failing; calls are paused`, { headers: { 'retry-after': String(seconds) } })
+  }
+  // Calls refused while open never reach opossum: its refusal path builds an
+  // Error with a stack and emits events, the bulk of a fast-fail's cost.
+  let refused = 0
+
   return {
     async call (req) {
+      if (breaker.opened) {
+        refused++
+        throw openError()
+      }
       try {
         return await breaker.fire(req)
       } catch (err) {
         if (err instanceof FailedStatus) return err.response
-        if ((err as { code?: string }).code === 'EOPENBREAKER') {
-          const seconds = breaker.halfOpen ? 1 : retryAfter()
-          throw new GatewayError('CIRCUIT_OPEN', `service "${service}" is failing; calls are paused`, { headers: { 'retry-after': String(seconds) } })
-        }
+        // Half-open with its trial call in flight: opossum refuses the rest.
+        if ((err as { code?: string }).code === 'EOPENBREAKER') throw openError()
         throw err
       }
     },
@@ -84,7 +94,7 @@ export function createBreaker (service: string, inner: UpstreamCall, opts: Break
         service,
         state: st,
         ...(st === 'open' ? { retryAfter: retryAfter() } : {}),
-        stats: { fires: s.fires, failures: s.failures, successes: s.successes, rejects: s.rejects, timeouts: s.timeouts },
+        stats: { fires: s.fires + refused, failures: s.failures, successes: s.successes, rejects: s.rejects + refused, timeouts: s.timeouts },
       }
     },
     onChange (listener) { listeners.push(listener) },

@@ -88,8 +88,13 @@ t.test('5xx answers open the breaker; while closed the caller still gets them', 
   t.equal(b.snapshot().state, 'open', 'three failures of three calls open it')
   const err = await rejection(b.call(req))
   expectOpenError(t, err, 1)
+  await rejection(b.call(req))
   t.equal(s.calls(), 3, 'the open breaker did not call the service')
   t.same(b.changes, ['open'])
+  const stats = b.snapshot().stats
+  t.equal(stats.rejects, 2, 'both refused calls are counted as rejects')
+  t.equal(stats.fires, 5, 'and as calls')
+  t.equal(stats.failures, 3)
 })
 
 t.test('every 5xx counts, not just 500', async t => {
