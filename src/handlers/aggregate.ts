@@ -13,7 +13,8 @@ import { GatewayError } from '../errors.js'
 import type { FillContext, PathFiller, ValueFiller } from '../compile/template.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { UpstreamResponse } from '../upstream/types.js'
-import { readBody, sendProduced, type ProducedResponse } from './produced.js'
+import { sendProduced, type ProducedResponse } from './produced.js'
+import { discardBody, readBody } from '../upstream/body.js'
 import { headerSafe, partRequestHeaders, type ForwardOptions } from './forward-headers.js'
 
 export interface AggregatePart {
@@ -123,7 +124,7 @@ async function callPart (part: AggregatePart, ctx: FillContext, base: Record<str
     return { ok: false, error: err instanceof GatewayError ? err : new GatewayError('UPSTREAM_ERROR', 'the call failed', { cause: err }) }
   }
   if (res.statusCode < 200 || res.statusCode >= 300) {
-    res.body.resume()
+    discardBody(res)
     return fail(`service "${part.client.name}" answered ${res.statusCode}`)
   }
   let text: string

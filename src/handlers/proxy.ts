@@ -5,7 +5,8 @@ import type { Readable } from 'node:stream'
 import type { PathFiller } from '../compile/template.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { UpstreamResponse } from '../upstream/types.js'
-import { readBody, type ProducedResponse } from './produced.js'
+import type { ProducedResponse } from './produced.js'
+import { discardBody, readBody } from '../upstream/body.js'
 import type { EventPublisher } from '../events/publisher.js'
 import { copyResponseHeaders, upstreamRequestHeaders, type ForwardOptions } from './forward-headers.js'
 import { rawBodyOf } from '../compile/body.js'
@@ -76,10 +77,10 @@ export function createProxyHandler (plan: ProxyPlan, hooks: SuccessHooks = {}): 
     const res = await callUpstream(request)
     const ok = res.statusCode >= 200 && res.statusCode < 300
     if (ok && invalidate !== undefined) await invalidate(request)
-    if (!ok || publish === undefined) return await sendUpstream(request, reply, res, plan.client.name)
+    if (!ok || publish === undefined) return await sendUpstream(request, reply, res)
     if (publish.from === 'request') {
       publishEvent(publish, request, rawBodyOf(request)?.toString('utf8') ?? 'null')
-      return await sendUpstream(request, reply, res, plan.client.name)
+      return await sendUpstream(request, reply, res)
     }
     const body = await readBody(res, plan.client.maxResponseSize, plan.client.name)
     reply.code(res.statusCode)
@@ -111,31 +112,18 @@ function asJson (body: Buffer, contentType: string | string[] | undefined): stri
   return JSON.stringify(text)
 }
 
-/**
- * Bodies up to this size (by content-length) are read whole and written in
- * one go: for small answers the stream plumbing (pipe, end-of-stream
- * listeners, one write per chunk) costs more than the copy. Larger or
- * unsized bodies are streamed.
- */
-const BUFFER_UP_TO = 64 * 1024
-
-export async function sendUpstream (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse, service = 'upstream'): Promise<FastifyReply> {
+/** Sends the upstream's answer: a small body as the one Buffer the pool read, a large one streamed. */
+export async function sendUpstream (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse): Promise<FastifyReply> {
   if (request.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304) {
     // No body may follow; drain so the pooled connection is free again.
-    res.body.resume()
+    discardBody(res)
     reply.code(res.statusCode)
     copyResponseHeaders(res.headers, reply)
     return reply.send()
   }
-  const length = res.headers['content-length']
-  let body: Buffer | Readable = res.body
-  if (length !== undefined && Number(length) <= BUFFER_UP_TO) {
-    // Read before any header is set: a body broken off mid-way is then a clean 502.
-    body = await readBody(res, BUFFER_UP_TO, service)
-  }
   reply.code(res.statusCode)
   copyResponseHeaders(res.headers, reply)
-  return reply.send(body)
+  return reply.send(res.body)
 }
 
 /**

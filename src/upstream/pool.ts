@@ -1,10 +1,18 @@
 // One keep-alive connection pool per service instance, and the call that
 // sends a request through it. Transport errors become gateway errors here, at
 // the one place that knows undici's error codes.
+//
+// The call drives undici's dispatcher directly rather than `pool.request()`:
+// a small answer (content-length up to BUFFER_UP_TO) is collected into one
+// Buffer and handed over whole, so the common 1 KiB JSON answer never builds
+// a Readable, its listeners or an async iterator. Larger or unsized answers
+// come back as a stream with backpressure, as before.
 
-import { Pool } from 'undici'
+import { Readable } from 'node:stream'
+import type { IncomingHttpHeaders } from 'node:http'
+import { Pool, util } from 'undici'
 import { GatewayError } from '../errors.js'
-import type { UpstreamCall } from './types.js'
+import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
 
 export interface PoolOptions {
   /** Most connections kept to one instance. */
@@ -18,6 +26,13 @@ export const DEFAULT_POOL_OPTIONS: PoolOptions = {
   keepAliveTimeout: 30_000,
   connectTimeout: 5_000,
 }
+
+/**
+ * Bodies up to this size (by content-length) are read whole: for small
+ * answers the stream plumbing costs more than the copy, and a body broken
+ * off mid-way is then a clean transport error before anything was sent.
+ */
+export const BUFFER_UP_TO = 64 * 1024
 
 export interface InstancePool {
   /** The instance's base URL as configured. */
@@ -40,21 +55,17 @@ export function createInstancePool (service: string, url: string, options: PoolO
   })
   return {
     url,
-    async call (req) {
-      try {
-        const res = await pool.request({
-          method: req.method as 'GET',
+    call (req) {
+      return new Promise<UpstreamResponse>((resolve, reject) => {
+        pool.dispatch({
+          method: req.method,
           path: prefix + req.path,
           headers: req.headers,
           body: req.body ?? null,
           headersTimeout: req.timeout,
           bodyTimeout: req.timeout,
-          ...(req.signal !== undefined ? { signal: req.signal } : {}),
-        })
-        return { statusCode: res.statusCode, headers: res.headers, body: res.body, instance: url }
-      } catch (err) {
-        throw transportError(err, service)
-      }
+        }, new ResponseHandler(service, url, req, resolve, reject))
+      })
     },
     close: async () => { await pool.close() },
   }
@@ -68,4 +79,132 @@ export function transportError (err: unknown, service: string): GatewayError {
     return new GatewayError('UPSTREAM_TIMEOUT', `service "${service}" did not answer in time`, { cause: err })
   }
   return new GatewayError('UPSTREAM_ERROR', `service "${service}" could not be reached`, { cause: err })
+}
+
+type Abort = (reason?: Error) => void
+
+/**
+ * One call's undici handler (the dispatcher's callback interface). It is
+ * also the abort signal's listener (`handleEvent`), so a call needs no
+ * closures beyond the promise's own.
+ */
+class ResponseHandler {
+  private abort: Abort | undefined
+  private signal: AbortSignal | undefined
+  private statusCode = 0
+  private headers: IncomingHttpHeaders = {}
+  /** Buffered mode: the chunks so far. */
+  private chunks: Buffer[] | undefined
+  /** Streamed mode: the body handed out at the headers. */
+  private stream: UpstreamBody | undefined
+  private settled = false
+
+  constructor (
+    private readonly service: string,
+    private readonly instance: string,
+    req: UpstreamRequest,
+    private readonly resolve: (res: UpstreamResponse) => void,
+    private readonly reject: (err: GatewayError) => void,
+  ) {
+    if (req.signal !== undefined) this.signal = req.signal
+  }
+
+  onConnect (abort: Abort): void {
+    this.abort = abort
+    const signal = this.signal
+    if (signal === undefined) return
+    if (signal.aborted) abort(signal.reason as Error)
+    else signal.addEventListener('abort', this, { once: true })
+  }
+
+  /** The call's abort signal fired (an aggregate past its deadline). */
+  handleEvent (): void {
+    this.abort?.(this.signal?.reason as Error)
+  }
+
+  onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    this.statusCode = statusCode
+    const headers = util.parseHeaders(rawHeaders) as IncomingHttpHeaders
+    this.headers = headers
+    const length = headers['content-length']
+    if (length !== undefined && Number(length) <= BUFFER_UP_TO) {
+      this.chunks = []
+      return true
+    }
+    const stream = new UpstreamBody(resume, this)
+    this.stream = stream
+    this.settled = true
+    this.resolve({ statusCode, headers, body: stream, instance: this.instance })
+    return true
+  }
+
+  onData (chunk: Buffer): boolean {
+    if (this.chunks !== undefined) {
+      this.chunks.push(chunk)
+      return true
+    }
+    return this.stream?.push(chunk) ?? true
+  }
+
+  onComplete (): void {
+    this.release()
+    if (this.stream !== undefined) {
+      this.stream.push(null)
+      return
+    }
+    const chunks = this.chunks ?? []
+    this.settled = true
+    this.resolve({
+      statusCode: this.statusCode,
+      headers: this.headers,
+      body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks),
+      instance: this.instance,
+    })
+  }
+
+  onError (err: Error): void {
+    this.release()
+    if (!this.settled) {
+      this.settled = true
+      this.reject(transportError(err, this.service))
+    } else {
+      this.stream?.destroy(err)
+    }
+  }
+
+  onUpgrade (): void {
+    this.onError(new Error('unexpected protocol upgrade'))
+  }
+
+  /** The consumer dropped a streamed body: stop the transfer. */
+  cancel (): void {
+    this.abort?.(new Error('body discarded'))
+  }
+
+  private release (): void {
+    this.signal?.removeEventListener('abort', this)
+  }
+}
+
+/** A streamed upstream body: undici pauses while it is full and resumes when read. */
+class UpstreamBody extends Readable {
+  private done = false
+
+  constructor (private readonly resumeSource: () => void, private readonly handler: ResponseHandler) {
+    super()
+  }
+
+  override _read (): void {
+    this.resumeSource()
+  }
+
+  override push (chunk: Buffer | null): boolean {
+    if (chunk === null) this.done = true
+    return super.push(chunk)
+  }
+
+  override _destroy (err: Error | null, callback: (err?: Error | null) => void): void {
+    if (!this.done) this.handler.cancel()
+    callback(err)
+  }
 }

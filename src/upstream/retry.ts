@@ -6,6 +6,7 @@
 
 import { GatewayError } from '../errors.js'
 import type { UpstreamCall, UpstreamRequest } from './types.js'
+import { discardBody } from './body.js'
 
 export interface RetryOptions {
   retries: number
@@ -29,7 +30,7 @@ export function withRetry (call: UpstreamCall, opts: RetryOptions): UpstreamCall
       try {
         const res = await call(attemptRequest(req))
         if (last || !RETRY_STATUSES.has(res.statusCode)) return res
-        res.body.resume() // discard, the next attempt answers instead
+        discardBody(res) // the next attempt answers instead
         retryable = true
       } catch (err) {
         retryable = err instanceof GatewayError && err.code === 'UPSTREAM_ERROR'

@@ -26,7 +26,8 @@ export interface UpstreamRequest {
 export interface UpstreamResponse {
   statusCode: number
   headers: IncomingHttpHeaders
-  body: Readable
+  /** The whole body when it was small enough to buffer (pool.ts BUFFER_UP_TO), else a stream. */
+  body: Buffer | Readable
   /** Which instance (base URL) answered. */
   instance: string
 }

@@ -12,6 +12,7 @@ import { createBalancer, type Balancer, type BalancedInstance, type InstanceHeal
 import { GatewayError, type ErrorCode } from '../../src/errors.js'
 import type { UpstreamRequest, UpstreamResponse } from '../../src/upstream/types.js'
 import { closedPort, startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { discardBody } from '../../src/upstream/body.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
@@ -57,7 +58,7 @@ function balancer (t: Test, instances: BalancedInstance[], passive: PassiveHealt
 
 /** Makes n calls one after another, swallowing errors. */
 async function calls (b: Balancer, n: number): Promise<void> {
-  for (let i = 0; i < n; i++) await b.call(req).then(res => { res.body.resume() }, () => {})
+  for (let i = 0; i < n; i++) await b.call(req).then(discardBody, () => {})
 }
 
 function healthOf (b: Balancer, url: string): InstanceHealth {

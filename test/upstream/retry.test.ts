@@ -40,14 +40,15 @@ function get (extra: Partial<UpstreamRequest> = {}): UpstreamRequest {
 }
 
 async function text (res: UpstreamResponse): Promise<string> {
+  if (Buffer.isBuffer(res.body)) return res.body.toString('utf8')
   const chunks: Buffer[] = []
   for await (const c of res.body) chunks.push(c as Buffer)
   return Buffer.concat(chunks).toString('utf8')
 }
 
 /** Whether the stream was read to its end within a second (a discarded body must be drained). */
-async function drained (body: Readable): Promise<boolean> {
-  if (body.readableEnded) return true
+async function drained (body: Readable | Buffer): Promise<boolean> {
+  if (Buffer.isBuffer(body) || body.readableEnded) return true
   return await Promise.race([
     new Promise<boolean>(resolve => body.once('end', () => { resolve(true) })),
     sleep(1000).then(() => false),
