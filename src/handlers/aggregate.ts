@@ -12,7 +12,7 @@ import type { Context } from '@opentelemetry/api'
 import { GatewayError } from '../errors.js'
 import type { FillContext, PathFiller, ValueFiller } from '../compile/template.js'
 import type { ServiceClient } from '../upstream/client.js'
-import type { UpstreamResponse } from '../upstream/types.js'
+import { Cancellation, type CancelSignal, type UpstreamResponse } from '../upstream/types.js'
 import { sendProduced, type ProducedResponse } from './produced.js'
 import { discardBody, readBody } from '../upstream/body.js'
 import { headerSafe, partRequestHeaders, type ForwardOptions } from './forward-headers.js'
@@ -58,25 +58,78 @@ export function createAggregateProducer (plan: AggregatePlan): (request: Fastify
     }
     const base = partRequestHeaders(request, forward)
     const start = Date.now()
-    const abort = new AbortController()
-    // Each part has its own deadline (its timeout, covering retries and a body
-    // that keeps trickling in); the longest of them is the aggregate's.
-    const timers: NodeJS.Timeout[] = []
-    let results: PartResult[]
-    try {
-      results = await Promise.all(parts.map(async part => {
-        const expired = new Promise<'deadline'>(resolve => { timers.push(setTimeout(resolve, part.timeout, 'deadline')) })
-        const outcome = await Promise.race([callPart(part, ctx, base, start + part.timeout, abort.signal, request.traceContext), expired])
-        return outcome === 'deadline'
-          ? { ok: false as const, error: new GatewayError('UPSTREAM_TIMEOUT', `part "${part.name}" did not answer within ${part.timeout} ms`) }
-          : outcome
-      }))
-    } finally {
-      for (const timer of timers) clearTimeout(timer)
-      abort.abort() // parts still running past their deadline are cancelled
+    const run = new PartsRun(parts.length)
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]
+      callPart(part, ctx, base, start + part.timeout, run.cancellation, request.traceContext)
+        .then(result => { run.settle(i, result) }, (err: unknown) => { run.settle(i, failed(err)) })
     }
-    return merge(parts, keys, results)
+    run.arm(parts, start)
+    return merge(parts, keys, await run.done)
   }
+}
+
+/**
+ * One aggregate request's parts in flight. Each part has a deadline (its
+ * timeout, covering retries and a body that keeps trickling in); one timer,
+ * armed for the earliest deadline still pending, times out whatever has not
+ * answered by its own, and parts still running when the last one settles
+ * are cancelled.
+ */
+class PartsRun {
+  readonly cancellation = new Cancellation()
+  readonly done: Promise<PartResult[]>
+  private readonly results: Array<PartResult | undefined>
+  private pending: number
+  private finish!: (results: PartResult[]) => void
+  private timer: NodeJS.Timeout | undefined
+  private parts: AggregatePart[] = []
+  private start = 0
+
+  constructor (count: number) {
+    this.results = new Array<PartResult | undefined>(count)
+    this.pending = count
+    this.done = new Promise(resolve => { this.finish = resolve })
+  }
+
+  settle (i: number, result: PartResult): void {
+    if (this.results[i] !== undefined) return // already timed out
+    this.results[i] = result
+    if (--this.pending === 0) this.close()
+  }
+
+  /** Starts the timer for the earliest deadline of a part still pending. */
+  arm (parts: AggregatePart[], start: number): void {
+    if (this.pending === 0) return
+    this.parts = parts
+    this.start = start
+    let next = Infinity
+    for (let i = 0; i < parts.length; i++) if (this.results[i] === undefined && parts[i].timeout < next) next = parts[i].timeout
+    this.timer = setTimeout(() => { this.expire() }, Math.max(0, start + next - Date.now()))
+  }
+
+  private expire (): void {
+    this.timer = undefined
+    const now = Date.now()
+    for (let i = 0; i < this.parts.length; i++) {
+      const part = this.parts[i]
+      if (this.results[i] === undefined && this.start + part.timeout <= now) {
+        this.settle(i, { ok: false, error: new GatewayError('UPSTREAM_TIMEOUT', `part "${part.name}" did not answer within ${part.timeout} ms`) })
+      }
+    }
+    if (this.pending > 0) this.arm(this.parts, this.start)
+  }
+
+  private close (): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    // Parts still running past their deadline are cancelled.
+    this.cancellation.abort()
+    this.finish(this.results as PartResult[])
+  }
+}
+
+function failed (err: unknown): PartResult {
+  return { ok: false, error: err instanceof GatewayError ? err : new GatewayError('UPSTREAM_ERROR', 'the call failed', { cause: err }) }
 }
 
 function merge (parts: AggregatePart[], keys: string[], results: PartResult[]): ProducedResponse {
@@ -105,7 +158,7 @@ function merge (parts: AggregatePart[], keys: string[], results: PartResult[]): 
 }
 
 /** One part's call, reduced to a value: the JSON text to merge, or why it failed. */
-async function callPart (part: AggregatePart, ctx: FillContext, base: Record<string, string>, deadline: number, signal: AbortSignal, trace: Context | undefined): Promise<PartResult> {
+async function callPart (part: AggregatePart, ctx: FillContext, base: Record<string, string>, deadline: number, signal: CancelSignal, trace: Context | undefined): Promise<PartResult> {
   let res: UpstreamResponse
   try {
     let path = part.fillPath(ctx)
@@ -121,7 +174,7 @@ async function callPart (part: AggregatePart, ctx: FillContext, base: Record<str
     }
     res = await part.client.call({ method: 'GET', path, headers, timeout: part.timeout, deadline, signal, ...(trace !== undefined ? { trace } : {}) })
   } catch (err) {
-    return { ok: false, error: err instanceof GatewayError ? err : new GatewayError('UPSTREAM_ERROR', 'the call failed', { cause: err }) }
+    return failed(err)
   }
   if (res.statusCode < 200 || res.statusCode >= 300) {
     discardBody(res)

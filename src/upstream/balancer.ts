@@ -44,19 +44,10 @@ export interface Balancer {
 }
 
 export function createBalancer (instances: BalancedInstance[], passive: PassiveHealthOptions = DEFAULT_PASSIVE_HEALTH, active?: ActiveHealthOptions): Balancer {
-  const state = instances.map(i => ({ ...i, failures: 0, ejectedUntil: 0 }))
+  const state = instances.map(i => new InstanceState(i, passive))
   let next = 0
 
-  const fail = (s: typeof state[number]): void => {
-    s.failures++
-    if (s.failures >= passive.failures) s.ejectedUntil = Date.now() + passive.ejectFor
-  }
-  const succeed = (s: typeof state[number]): void => {
-    s.failures = 0
-    s.ejectedUntil = 0
-  }
-
-  function pick (): typeof state[number] {
+  function pick (): InstanceState {
     if (state.length === 1) return state[0]
     const now = Date.now()
     for (let i = 0; i < state.length; i++) {
@@ -74,25 +65,16 @@ export function createBalancer (instances: BalancedInstance[], passive: PassiveH
   if (active !== undefined) {
     timer = setInterval(() => {
       for (const s of state) {
-        probe(s.url, active).then(ok => { if (ok) succeed(s); else { s.failures = Math.max(s.failures, passive.failures - 1); fail(s) } }, () => {})
+        probe(s.url, active).then(ok => { if (ok) s.succeed(); else { s.failures = Math.max(s.failures, passive.failures - 1); s.fail() } }, () => {})
       }
     }, active.interval)
     timer.unref()
   }
 
   return {
-    async call (req) {
+    call (req) {
       const s = pick()
-      let res: UpstreamResponse
-      try {
-        res = await s.call(req)
-      } catch (err) {
-        if (err instanceof GatewayError) fail(s)
-        throw err
-      }
-      if (UNHEALTHY_STATUSES.has(res.statusCode)) fail(s)
-      else succeed(s)
-      return res
+      return s.call(req).then(s.answered, s.failed)
     },
     health: () => state.map(s => ({
       url: s.url,
@@ -101,6 +83,41 @@ export function createBalancer (instances: BalancedInstance[], passive: PassiveH
       ejectedUntil: s.ejectedUntil,
     })),
     close: () => { if (timer !== undefined) clearInterval(timer) },
+  }
+}
+
+/** One instance's passive health; its outcome callbacks are bound once, not per call. */
+class InstanceState {
+  readonly url: string
+  readonly call: UpstreamCall
+  failures = 0
+  /** Epoch ms until which the instance is skipped (0: not ejected). */
+  ejectedUntil = 0
+
+  constructor (instance: BalancedInstance, private readonly passive: PassiveHealthOptions) {
+    this.url = instance.url
+    this.call = instance.call
+  }
+
+  fail (): void {
+    this.failures++
+    if (this.failures >= this.passive.failures) this.ejectedUntil = Date.now() + this.passive.ejectFor
+  }
+
+  succeed (): void {
+    this.failures = 0
+    this.ejectedUntil = 0
+  }
+
+  readonly answered = (res: UpstreamResponse): UpstreamResponse => {
+    if (UNHEALTHY_STATUSES.has(res.statusCode)) this.fail()
+    else this.succeed()
+    return res
+  }
+
+  readonly failed = (err: unknown): never => {
+    if (err instanceof GatewayError) this.fail()
+    throw err
   }
 }
 

@@ -28,7 +28,18 @@ export interface BreakerSnapshot {
 
 /** A 5xx answer: thrown inside the breaker so it counts, unwrapped outside so the client still gets the answer. */
 class FailedStatus extends Error {
-  constructor (readonly response: UpstreamResponse) { super(`upstream answered ${response.statusCode}`) }
+  constructor (readonly response: UpstreamResponse) {
+    // Never shown or logged: no stack needed.
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    super(`upstream answered ${response.statusCode}`)
+    Error.stackTraceLimit = limit
+  }
+}
+
+function failOn5xx (res: UpstreamResponse): UpstreamResponse {
+  if (res.statusCode >= 500) throw new FailedStatus(res)
+  return res
 }
 
 export interface ServiceBreaker {
@@ -40,11 +51,7 @@ export interface ServiceBreaker {
 }
 
 export function createBreaker (service: string, inner: UpstreamCall, opts: BreakerOptions): ServiceBreaker {
-  const breaker = new CircuitBreaker(async (req: UpstreamRequest) => {
-    const res = await inner(req)
-    if (res.statusCode >= 500) throw new FailedStatus(res)
-    return res
-  }, {
+  const breaker = new CircuitBreaker((req: UpstreamRequest) => inner(req).then(failOn5xx), {
     // Timeouts are the pool's job (undici timers), not a second timer per call.
     timeout: false,
     errorThresholdPercentage: opts.errorThresholdPercentage,
@@ -72,20 +79,20 @@ export function createBreaker (service: string, inner: UpstreamCall, opts: Break
   // Error with a stack and emits events, the bulk of a fast-fail's cost.
   let refused = 0
 
+  const unwrap = (err: unknown): UpstreamResponse => {
+    if (err instanceof FailedStatus) return err.response
+    // Half-open with its trial call in flight: opossum refuses the rest.
+    if ((err as { code?: string }).code === 'EOPENBREAKER') throw openError()
+    throw err
+  }
+
   return {
-    async call (req) {
+    call (req) {
       if (breaker.opened) {
         refused++
-        throw openError()
+        return Promise.reject(openError())
       }
-      try {
-        return await breaker.fire(req)
-      } catch (err) {
-        if (err instanceof FailedStatus) return err.response
-        // Half-open with its trial call in flight: opossum refuses the rest.
-        if ((err as { code?: string }).code === 'EOPENBREAKER') throw openError()
-        throw err
-      }
+      return (breaker.fire(req) as Promise<UpstreamResponse>).catch(unwrap)
     },
     snapshot () {
       const s = breaker.stats

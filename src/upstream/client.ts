@@ -74,16 +74,15 @@ function traced (call: UpstreamCall, service: string, tracing: Tracing | undefin
 }
 
 function observed (call: UpstreamCall, observe: CallObserver): UpstreamCall {
-  return async (req) => {
+  return (req) => {
     const start = performance.now()
-    try {
-      const res = await call(req)
+    return call(req).then(res => {
       observe((performance.now() - start) / 1000, res.statusCode >= 500 ? '5xx' : res.statusCode >= 400 ? '4xx' : 'ok')
       return res
-    } catch (err) {
+    }, (err: unknown) => {
       const code = err instanceof GatewayError ? err.code : ''
       observe((performance.now() - start) / 1000, code === 'UPSTREAM_TIMEOUT' ? 'timeout' : code === 'CIRCUIT_OPEN' ? 'circuit_open' : 'error')
       throw err
-    }
+    })
   }
 }

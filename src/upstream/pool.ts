@@ -12,7 +12,7 @@ import { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import { Pool, util } from 'undici'
 import { GatewayError } from '../errors.js'
-import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
+import type { CancelSignal, UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
 
 export interface PoolOptions {
   /** Most connections kept to one instance. */
@@ -90,7 +90,7 @@ type Abort = (reason?: Error) => void
  */
 class ResponseHandler {
   private abort: Abort | undefined
-  private signal: AbortSignal | undefined
+  private signal: CancelSignal | undefined
   private statusCode = 0
   private headers: IncomingHttpHeaders = {}
   /** Buffered mode: the chunks so far. */
