@@ -15,7 +15,6 @@ import { mountRoutes } from './mount-routes.js'
 import { CacheLayer } from './cache/layer.js'
 import { EventPublisher } from './events/publisher.js'
 import { RedisEventSink } from './events/redis-sink.js'
-import { RedisCacheStore } from './cache/redis-store.js'
 import requestId, { genRequestId } from '../plugins/request-id.js'
 import errorHandler, { sendProblem, toGatewayError } from '../plugins/error-handler.js'
 import { compileRouteValidator } from './compile/validators.js'
@@ -85,7 +84,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
 
   const policies = compilePolicies(config)
   const cache = redis !== undefined
-    ? new CacheLayer(new RedisCacheStore(redis.client, config.redis.keyPrefix), app.log, config.cache.timeout, () => redis.state() === 'up')
+    ? new CacheLayer(shared.redisCacheStore(redis, config.redis.url, config.redis.keyPrefix, config.cache), app.log, config.cache.timeout, () => redis.state() === 'up')
     : new CacheLayer(shared.memoryCacheStore(config.cache), app.log, config.cache.timeout)
   const sink = config.events.sink === 'redis' && redis !== undefined
     ? new RedisEventSink(redis.client, config.events.maxLen, config.redis.keyPrefix)

@@ -10,6 +10,10 @@ import type { CacheSettings, ServiceConfig } from './config/types.js'
 import { createServiceClient, type ServiceClient } from './upstream/client.js'
 import { connectRedis, type RedisConnection } from './redis.js'
 import { MemoryCacheStore } from './cache/memory-store.js'
+import { NearCacheStore } from './cache/near-store.js'
+import { RedisInvalidations } from './cache/invalidations.js'
+import { RedisCacheStore } from './cache/redis-store.js'
+import { Redis } from 'ioredis'
 import { MemoryEventSink } from './events/memory-sink.js'
 import type { EventCounters } from './events/sink.js'
 import { BREAKER_STATE_VALUE, createMetrics, type GatewayMetrics } from './metrics.js'
@@ -21,6 +25,7 @@ export class SharedResources {
   private readonly clients = new Map<string, { fingerprint: string, client: ServiceClient }>()
   private redisConn: { url: string, conn: RedisConnection } | undefined
   private memoryCache: { fingerprint: string, store: MemoryCacheStore } | undefined
+  private nearCache: { fingerprint: string, store: NearCacheStore, feed: RedisInvalidations } | undefined
   private memorySink: MemoryEventSink | undefined
   /** Retired resources, closed once no app uses them. */
   private retired: Array<() => Promise<void>> = []
@@ -74,6 +79,30 @@ export class SharedResources {
     return store
   }
 
+  /**
+   * The Redis cache store, with the near cache in front when it is on and
+   * possible (one Redis or Sentinel; a Cluster has no single tracking feed).
+   * Kept across reloads while Redis, prefix and bounds stay the same.
+   */
+  redisCacheStore (conn: RedisConnection, url: string, keyPrefix: string, settings: CacheSettings): RedisCacheStore | NearCacheStore {
+    const remote = new RedisCacheStore(conn.client, keyPrefix)
+    if (!settings.near || !(conn.client instanceof Redis)) return remote
+    const fingerprint = `${url}|${keyPrefix}|${settings.maxEntries}/${settings.maxBytes}`
+    if (this.nearCache?.fingerprint === fingerprint) return this.nearCache.store
+    this.retireNearCache()
+    const store = new NearCacheStore(remote, new MemoryCacheStore({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes }))
+    const feed = new RedisInvalidations(conn.client, `${keyPrefix}c:`, store, this.log)
+    store.feed = feed
+    this.nearCache = { fingerprint, store, feed }
+    return store
+  }
+
+  private retireNearCache (): void {
+    if (this.nearCache === undefined) return
+    this.retired.push(this.nearCache.feed.close.bind(this.nearCache.feed))
+    this.nearCache = undefined
+  }
+
   memoryEventSink (maxLen: number): MemoryEventSink {
     this.memorySink ??= new MemoryEventSink(maxLen)
     return this.memorySink
@@ -91,6 +120,7 @@ export class SharedResources {
       this.retired.push(this.redisConn.conn.close)
       this.redisConn = undefined
     }
+    if (this.nearCache !== undefined && !this.nearCache.fingerprint.startsWith(`${redisUrl}|`)) this.retireNearCache()
     const closing = this.retired
     this.retired = []
     await Promise.all(closing.map(async close => { await close() }))

@@ -27,6 +27,11 @@ export class CacheLayer {
     private readonly available: () => boolean = () => true,
   ) {}
 
+  /** An entry this process holds already (the near cache): no budget, no wait. */
+  peek (key: string): CacheEntry | undefined {
+    return this.store.peek?.(key)
+  }
+
   async get (key: string): Promise<Lookup> {
     if (!this.available()) return { ok: false }
     try {

@@ -17,12 +17,22 @@ export class MemoryCacheStore implements CacheStore {
   constructor (private readonly opts: MemoryStoreOptions) {}
 
   async get (key: string): Promise<CacheEntry | undefined> {
+    return this.peek(key)
+  }
+
+  /** The entry, synchronously (the near cache's hot path). */
+  peek (key: string): CacheEntry | undefined {
     const item = this.entries.get(key)
     if (item === undefined) return undefined
     if (item.until <= Date.now()) { this.delete(key); return undefined }
     this.entries.delete(key)
     this.entries.set(key, item)
     return item.entry
+  }
+
+  /** Forgets one entry; true when there was one. */
+  drop (key: string): boolean {
+    return this.delete(key)
   }
 
   async set (key: string, entry: CacheEntry): Promise<void> {

@@ -25,6 +25,8 @@ export interface CacheStore {
   /** Removes every entry carrying any of the tags; resolves to how many were removed. */
   purgeTags: (tags: string[]) => Promise<number>
   purgeAll: () => Promise<number>
+  /** An entry held in this process, without waiting (the near cache); undefined: ask get(). */
+  peek?: (key: string) => CacheEntry | undefined
 }
 
 /** How long an entry is worth keeping (ms from now). */

@@ -62,6 +62,7 @@ const cacheSettings = {
     maxEntries: { type: 'integer', minimum: 1 },
     maxBytes: size,
     timeout: duration,
+    near: { type: 'boolean' },
   },
 }
 

@@ -137,6 +137,8 @@ export interface CacheSettings {
   maxBytes: number
   /** Budget for one cache store operation before it is skipped. */
   timeout: number
+  /** With Redis: keep entries read from it in memory too, evicted by Redis client tracking. */
+  near: boolean
 }
 
 export interface PublishConfig {
@@ -227,7 +229,7 @@ export const DEFAULTS = {
     healthCheckTimeout: 2_000,
   },
   redis: { keyPrefix: 'portico:' },
-  cache: { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, timeout: 50 },
+  cache: { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, timeout: 50, near: true },
   events: { maxLen: 100_000, idempotencyWindow: 86_400_000, publishRetries: 3 },
   jwt: {
     algorithms: ['HS256'] as JwtAlgorithm[],

@@ -127,7 +127,7 @@ interface RawService {
 interface RawConfig {
   server?: Partial<Record<keyof ServerConfig, unknown>>
   admin?: { host?: string, port?: number, token?: string }
-  cache?: { maxEntries?: number, maxBytes?: string | number, timeout?: string | number }
+  cache?: { maxEntries?: number, maxBytes?: string | number, timeout?: string | number, near?: boolean }
   tracing?: { otlpUrl?: string, serviceName?: string }
   events?: { sink?: 'redis' | 'memory', maxLen?: number, idempotencyWindow?: string | number, publishRetries?: number }
   redis?: { url?: string, keyPrefix?: string }
@@ -639,6 +639,7 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
     maxEntries: raw.cache?.maxEntries ?? DEFAULTS.cache.maxEntries,
     maxBytes: parseSize(raw.cache?.maxBytes) ?? DEFAULTS.cache.maxBytes,
     timeout: parseDuration(raw.cache?.timeout) ?? DEFAULTS.cache.timeout,
+    near: raw.cache?.near ?? DEFAULTS.cache.near,
   }
   const e = raw.events ?? {}
   const sink = e.sink ?? (redis.url !== '' ? 'redis' : undefined)
