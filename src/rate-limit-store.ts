@@ -1,12 +1,13 @@
 // The rate-limit store: counters in Redis so every gateway instance shares
-// them, with a local in-memory store standing in while Redis is unreachable.
+// them (claimed in leases for busy keys: rate-limit-lease.ts), with a local
+// in-memory store standing in while Redis is unreachable.
 // The switch is per call: no request waits for Redis to come back, and the
 // shared counters are used again as soon as the connection is ready.
 
 import type { RedisConnection } from './redis.js'
 // @fastify/rate-limit ships these stores as plain CommonJS modules.
-import RedisStoreModule from '@fastify/rate-limit/store/RedisStore.js'
 import LocalStoreModule from '@fastify/rate-limit/store/LocalStore.js'
+import { LeasedCounters } from './rate-limit-lease.js'
 
 type IncrCallback = (err: Error | null, res?: { current: number, ttl: number }) => void
 
@@ -22,7 +23,6 @@ interface RouteStoreOptions {
 }
 
 type StoreCtor = new (...args: unknown[]) => Store
-const RedisStore = RedisStoreModule as unknown as StoreCtor
 const LocalStore = LocalStoreModule as unknown as StoreCtor
 
 /** A store class for @fastify/rate-limit bound to one Redis connection and key prefix. */
@@ -30,7 +30,7 @@ export function fallbackStoreClass (redis: RedisConnection, prefix: string): new
   class FallbackStore implements Store {
     constructor (
       _opts: unknown,
-      private readonly shared: Store = new RedisStore(false, false, redis.client, prefix),
+      private readonly shared: Pick<Store, 'incr'> = new LeasedCounters(redis.client, prefix),
       private readonly local: Store = new LocalStore(false, false, 10_000),
     ) {}
 
@@ -48,7 +48,7 @@ export function fallbackStoreClass (redis: RedisConnection, prefix: string): new
     child (routeOptions: RouteStoreOptions): Store {
       // One counter per config route id (not per method/URL), as the contract says.
       const id = routeOptions.routeInfo.config?.routeId ?? `${String(routeOptions.routeInfo.method)}${routeOptions.routeInfo.url}`
-      return new FallbackStore(undefined, new RedisStore(false, false, redis.client, `${prefix}${id}:`), new LocalStore(false, false, 10_000))
+      return new FallbackStore(undefined, new LeasedCounters(redis.client, `${prefix}${id}:`), new LocalStore(false, false, 10_000))
     }
   }
   return FallbackStore
