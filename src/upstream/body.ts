@@ -29,6 +29,7 @@ export async function readBody (res: UpstreamResponse, limit: number, service: s
     }
   } catch (err) {
     if (err instanceof GatewayError) throw err
+    if ((err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT') throw new GatewayError('UPSTREAM_TIMEOUT', `service "${service}" stopped sending its answer`, { cause: err })
     throw new GatewayError('UPSTREAM_ERROR', `service "${service}" broke off its answer`, { cause: err })
   }
   return Buffer.concat(chunks, size)

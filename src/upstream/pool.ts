@@ -83,6 +83,9 @@ export function transportError (err: unknown, service: string): GatewayError {
 
 type Abort = (reason?: Error) => void
 
+const EMPTY = Buffer.alloc(0)
+function ignore (): void {}
+
 /**
  * One call's undici handler (the dispatcher's callback interface). It is
  * also the abort signal's listener (`handleEvent`), so a call needs no
@@ -126,6 +129,13 @@ class ResponseHandler {
     this.statusCode = statusCode
     const headers = util.parseHeaders(rawHeaders) as IncomingHttpHeaders
     this.headers = headers
+    if (statusCode === 204 || statusCode === 304) {
+      // No body follows, whatever content-length says (RFC 9110 allows one on
+      // a 304, and undici then reports a length mismatch): answer now.
+      this.settled = true
+      this.resolve({ statusCode, headers, body: EMPTY, instance: this.instance })
+      return true
+    }
     const length = headers['content-length']
     if (length !== undefined && Number(length) <= BUFFER_UP_TO) {
       this.chunks = []
@@ -139,6 +149,7 @@ class ResponseHandler {
   }
 
   onData (chunk: Buffer): boolean {
+    if (this.settled && this.stream === undefined) return true // a body after 204/304: ignored
     if (this.chunks !== undefined) {
       this.chunks.push(chunk)
       return true
@@ -152,6 +163,7 @@ class ResponseHandler {
       this.stream.push(null)
       return
     }
+    if (this.settled) return
     const chunks = this.chunks ?? []
     this.settled = true
     this.resolve({
@@ -192,6 +204,10 @@ class UpstreamBody extends Readable {
 
   constructor (private readonly resumeSource: () => void, private readonly handler: ResponseHandler) {
     super()
+    // A body nobody reads any more (discarded, or its client gone) may still
+    // break off; that must not become an uncaught error. Readers that care
+    // (pipe, readBody) add their own listener.
+    this.on('error', ignore)
   }
 
   override _read (): void {
