@@ -77,6 +77,9 @@ export class LeasedCounters {
     s.size = size
     s.waiting = [first]
     if (prev === undefined) this.remember(key, s)
+    // The window is taken to end `ttl` after the claim was sent, never later
+    // than Redis ends it: no count of an old window is used in the next one.
+    const sent = Date.now()
     this.lease(this.prefix + key, size, first.timeWindow, (err, res) => {
       const waiting = s.waiting ?? []
       s.waiting = undefined
@@ -90,7 +93,7 @@ export class LeasedCounters {
       s.leased = size
       s.used = 0
       s.leasedAt = at
-      s.resetAt = at + Number(ttl)
+      s.resetAt = sent + Number(ttl)
       for (let i = 0; i < waiting.length; i++) {
         if (s.used < s.leased) {
           s.used++
