@@ -86,7 +86,11 @@ export class SharedResources {
    */
   redisCacheStore (conn: RedisConnection, url: string, keyPrefix: string, settings: CacheSettings): RedisCacheStore | NearCacheStore {
     const remote = new RedisCacheStore(conn.client, keyPrefix)
-    if (!settings.near || !(conn.client instanceof Redis)) return remote
+    if (!settings.near || !(conn.client instanceof Redis)) {
+      // A reload that turned it off: its tracking connections go with the old app.
+      this.retireNearCache()
+      return remote
+    }
     const fingerprint = `${url}|${keyPrefix}|${settings.maxEntries}/${settings.maxBytes}`
     if (this.nearCache?.fingerprint === fingerprint) return this.nearCache.store
     this.retireNearCache()

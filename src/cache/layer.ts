@@ -29,7 +29,7 @@ export class CacheLayer {
 
   /** An entry this process holds already (the near cache): no budget, no wait. */
   peek (key: string): CacheEntry | undefined {
-    return this.store.peek?.(key)
+    return this.store.peek !== undefined && this.available() ? this.store.peek(key) : undefined
   }
 
   async get (key: string): Promise<Lookup> {

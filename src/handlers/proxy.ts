@@ -1,4 +1,5 @@
-// Proxy routes: one upstream call, the answer streamed back unchanged.
+// Proxy routes: one upstream call, the answer passed back unchanged (small
+// bodies as the one Buffer the pool read, large ones streamed).
 
 import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import type { Readable } from 'node:stream'
@@ -77,10 +78,10 @@ export function createProxyHandler (plan: ProxyPlan, hooks: SuccessHooks = {}): 
     const res = await callUpstream(request)
     const ok = res.statusCode >= 200 && res.statusCode < 300
     if (ok && invalidate !== undefined) await invalidate(request)
-    if (!ok || publish === undefined) return await sendUpstream(request, reply, res)
+    if (!ok || publish === undefined) return sendUpstream(request, reply, res)
     if (publish.from === 'request') {
       publishEvent(publish, request, rawBodyOf(request)?.toString('utf8') ?? 'null')
-      return await sendUpstream(request, reply, res)
+      return sendUpstream(request, reply, res)
     }
     const body = await readBody(res, plan.client.maxResponseSize, plan.client.name)
     reply.code(res.statusCode)
@@ -113,7 +114,7 @@ function asJson (body: Buffer, contentType: string | string[] | undefined): stri
 }
 
 /** Sends the upstream's answer: a small body as the one Buffer the pool read, a large one streamed. */
-export async function sendUpstream (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse): Promise<FastifyReply> {
+export function sendUpstream (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse): FastifyReply {
   if (request.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304) {
     // No body may follow; drain so the pooled connection is free again.
     discardBody(res)

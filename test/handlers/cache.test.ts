@@ -87,6 +87,8 @@ interface Setup {
   routes: Route[]
   /** Redis URL and key prefix; default: REDIS_URL and a fresh prefix cleaned after the test. */
   redis?: { url: string, keyPrefix: string }
+  /** cache.near; absent: the default (on). The near cache itself: test/cache/near-cache.test.ts. */
+  near?: boolean
 }
 
 interface Gateway {
@@ -101,7 +103,7 @@ function gatewayYaml (s: Setup, redis: { url: string, keyPrefix: string } | unde
   return JSON.stringify({
     ...(redis !== undefined ? { redis } : {}),
     // A generous budget: the 50 ms default can be missed on a loaded test machine, turning a HIT into a BYPASS.
-    cache: { timeout: '2s' },
+    cache: { timeout: '2s', ...(s.near !== undefined ? { near: s.near } : {}) },
     auth: { jwt: { secret: SECRET, algorithms: ['HS256'] } },
     policies: { public: { auth: 'none' }, user: { auth: 'jwt' }, admin: { auth: 'jwt', roles: ['admin'] } },
     services: Object.fromEntries(Object.entries(s.services).map(([name, v]) => [name, typeof v === 'string' ? { urls: [v], timeout: '2s' } : v])),
@@ -795,11 +797,14 @@ t.test('the admin purge refuses a body of the wrong type or with unknown fields 
 
 // ---- invalidation across instances, Redis outage (Redis only) -----------------
 
-t.test('redis: two instances share entries, and one instance\'s write invalidates the other\'s cached read', async t => {
+// With the near cache on (the default) another instance learns of a write
+// asynchronously, from Redis's invalidation message: that case is in
+// test/cache/near-cache.test.ts. Without it, read-after-write is strict.
+t.test('redis, near cache off: two instances share entries, and one instance\'s write invalidates the other\'s cached read at once', async t => {
   const up = await upstream(t, usersService())
   const shared = { url: REDIS_URL, keyPrefix: uniquePrefix(t, 'cache') }
-  const a = await gateway(t, { store: 'redis', redis: shared, services: { backend: up.url }, routes: USER_ROUTES })
-  const b = await gateway(t, { store: 'redis', redis: shared, services: { backend: up.url }, routes: USER_ROUTES })
+  const a = await gateway(t, { store: 'redis', redis: shared, near: false, services: { backend: up.url }, routes: USER_ROUTES })
+  const b = await gateway(t, { store: 'redis', redis: shared, near: false, services: { backend: up.url }, routes: USER_ROUTES })
 
   const read = await get(a, '/api/users/7')
   expectServed(t, read, 'MISS', 'A reads')
@@ -821,11 +826,17 @@ t.test('redis: two instances share entries, and one instance\'s write invalidate
   t.equal(fromB2.body, fresh.body)
 })
 
-t.test('redis: while Redis is down requests are served (BYPASS) and /readyz stays 200; caching resumes when it returns', async t => {
+// Near cache off: the first request after the kill must find Redis gone. With
+// it on, an entry held in memory is still served until the gateway has seen
+// its connections close (app.inject answers a memory HIT without yielding to
+// the event loop): that case, and the near cache's own outage behaviour, are in
+// test/cache/near-cache.test.ts.
+t.test('redis, near cache off: while Redis is down requests are served (BYPASS) and /readyz stays 200; caching resumes when it returns', async t => {
   const server = await PrivateRedis.started(t, await closedPort())
   const c = await controlled(t)
   const g = await gateway(t, {
     store: 'redis',
+    near: false,
     redis: { url: server.url, keyPrefix: 'test-cache-outage:' },
     services: { backend: c.up.url },
     routes: [proxied('items', '/api/items', '/items', { cache: { ttl: '1m' } })],
