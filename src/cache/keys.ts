@@ -24,7 +24,27 @@ export function cacheKey (request: FastifyRequest, spec: KeySpec): string {
     material += `\n${name}:${v === undefined ? '' : String(v)}`
   }
   if (spec.scope === 'user') material += `\nsub:${request.auth?.sub ?? ''}`
-  return createHash('sha256').update(material).digest('base64url')
+  return hashed(material)
+}
+
+/**
+ * The same few URLs are asked for over and over: their hashes are
+ * remembered (a bounded map, oldest out first; short materials only), which
+ * costs a map lookup instead of a SHA-256 per request.
+ */
+const recent = new Map<string, string>()
+const REMEMBER = 10_000
+const REMEMBER_UP_TO = 512
+
+function hashed (material: string): string {
+  let key = recent.get(material)
+  if (key !== undefined) return key
+  key = createHash('sha256').update(material).digest('base64url')
+  if (material.length <= REMEMBER_UP_TO) {
+    if (recent.size >= REMEMBER) recent.delete(recent.keys().next().value as string)
+    recent.set(material, key)
+  }
+  return key
 }
 
 /** Headers that are never stored: per-connection, per-response or per-client. */
