@@ -64,6 +64,7 @@ const SCENARIOS: Scenario[] = [
   { name: 'proxy', what: 'public proxy route', url: p => `http://127.0.0.1:${p.gateway}/proxy`, proc: 'gateway' },
   { name: 'full', what: 'JWT HS256 + policy + rate limit (Redis when up) + proxy', url: p => `http://127.0.0.1:${p.gateway}/full`, headers: { authorization: `Bearer ${token}` }, proc: 'gateway' },
   { name: 'cache-hit', what: 'cached route answering HIT (Redis when up)', url: p => `http://127.0.0.1:${p.gateway}/cached`, proc: 'gateway' },
+  { name: 'naive-3', what: 'peer: plain Fastify route, three parallel undici calls merged', url: p => `http://127.0.0.1:${p.bare}/naive-3`, proc: 'bare' },
   { name: 'aggregate-3', what: 'three parts in parallel, merged', url: p => `http://127.0.0.1:${p.gateway}/agg`, proc: 'gateway' },
   { name: 'slow-direct', what: 'the 50 ms upstream itself, 10 connections (reference for aggregate-3-slow)', url: p => `http://127.0.0.1:${p.slow}/slow`, connections: 10 },
   { name: 'aggregate-3-slow', what: 'three 50 ms parts, 10 connections', url: p => `http://127.0.0.1:${p.gateway}/agg-slow`, proc: 'gateway', connections: 10 },
@@ -193,7 +194,7 @@ function report (scenarios: Scenario[], samples: Map<string, Sample[]>, meta: Re
   console.log(`- proxy / bare = ${ratio('proxy', 'bare')} (goal ≥ 1.5); proxy / nginx = ${ratio('proxy', 'nginx')} (goal ≥ 0.18)`)
   console.log(`- full / bare = ${ratio('full', 'bare')} (goal ≥ 1.0)`)
   console.log(`- cache-hit / bare = ${ratio('cache-hit', 'bare')} (goal ≥ 3)`)
-  console.log(`- aggregate-3 / bare = ${ratio('aggregate-3', 'bare')} (goal ≥ 0.8)`)
+  console.log(`- aggregate-3 / bare = ${ratio('aggregate-3', 'bare')} (goal ≥ 0.8); aggregate-3 / naive-3 = ${ratio('aggregate-3', 'naive-3')}`)
   const slowDirect = p50('slow-direct')
   const slowAgg = p50('aggregate-3-slow')
   console.log(`- aggregate-3-slow p50 / upstream p50 = ${slowDirect !== undefined && slowAgg !== undefined && slowDirect > 0 ? (slowAgg / slowDirect).toFixed(2) : '-'} (goal ≤ 1.1)`)
