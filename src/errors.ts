@@ -24,6 +24,17 @@ export type ErrorCode = keyof typeof ERRORS
 export type ProblemExtras = Record<string, unknown>
 
 /**
+ * Turns stack capture off for the next Error constructed; returns the limit
+ * to restore right after (`Error.stackTraceLimit = limit`). For errors that
+ * are outcomes, not bugs: their stack is never read.
+ */
+export function stackOff (): number {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  return limit
+}
+
+/**
  * An error the gateway raises on purpose. `detail` is shown to the client, so
  * it must never carry secrets or internals; `cause` is for logs only.
  */
@@ -38,8 +49,7 @@ export class GatewayError extends Error {
     // No stack: these are expected outcomes (an open breaker, a bad token),
     // raised on the hot path, and capturing a stack costs more than the rest
     // of a fast-fail answer. A cause keeps its own stack for the logs.
-    const limit = Error.stackTraceLimit
-    Error.stackTraceLimit = 0
+    const limit = stackOff()
     super(detail ?? ERRORS[code].title, opts.cause === undefined ? undefined : { cause: opts.cause })
     Error.stackTraceLimit = limit
     this.name = 'GatewayError'

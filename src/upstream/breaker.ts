@@ -5,7 +5,7 @@
 // resetTimeout one trial call is let through (half-open).
 
 import CircuitBreaker from 'opossum'
-import { GatewayError } from '../errors.js'
+import { GatewayError, stackOff } from '../errors.js'
 import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
 
 export interface BreakerOptions {
@@ -30,8 +30,7 @@ export interface BreakerSnapshot {
 class FailedStatus extends Error {
   constructor (readonly response: UpstreamResponse) {
     // Never shown or logged: no stack needed.
-    const limit = Error.stackTraceLimit
-    Error.stackTraceLimit = 0
+    const limit = stackOff()
     super(`upstream answered ${response.statusCode}`)
     Error.stackTraceLimit = limit
   }

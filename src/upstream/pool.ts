@@ -12,7 +12,8 @@ import { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import { Pool, util } from 'undici'
 import { GatewayError } from '../errors.js'
-import type { CancelSignal, UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
+import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
+import type { CancelSignal } from './cancellation.js'
 
 export interface PoolOptions {
   /** Most connections kept to one instance. */

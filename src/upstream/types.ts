@@ -6,6 +6,7 @@
 import type { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Context } from '@opentelemetry/api'
+import type { CancelSignal } from './cancellation.js'
 
 export interface UpstreamRequest {
   method: string
@@ -34,43 +35,3 @@ export interface UpstreamResponse {
 
 export type UpstreamCall = (req: UpstreamRequest) => Promise<UpstreamResponse>
 
-/** The part of AbortSignal a call listens to. */
-export interface CancelSignal {
-  readonly aborted: boolean
-  readonly reason: unknown
-  addEventListener: (type: 'abort', listener: EventListenerObject, options?: { once?: boolean }) => void
-  removeEventListener: (type: 'abort', listener: EventListenerObject) => void
-}
-
-/**
- * A one-shot cancellation with AbortSignal's listening surface. An
- * AbortController per aggregate request (an EventTarget, an Event on abort)
- * cost more than the bookkeeping of all its parts together.
- */
-export class Cancellation implements CancelSignal {
-  aborted = false
-  reason: unknown = undefined
-  private listeners: EventListenerObject[] = []
-
-  addEventListener (_type: 'abort', listener: EventListenerObject): void {
-    this.listeners.push(listener)
-  }
-
-  removeEventListener (_type: 'abort', listener: EventListenerObject): void {
-    const i = this.listeners.indexOf(listener)
-    if (i !== -1) this.listeners.splice(i, 1)
-  }
-
-  abort (reason?: unknown): void {
-    if (this.aborted) return
-    this.aborted = true
-    if (this.listeners.length === 0) return
-    // The reason is built only when someone listens: an Error's stack is not free.
-    this.reason = reason ?? new Error('cancelled')
-    const listeners = this.listeners
-    this.listeners = []
-    for (const l of listeners) l.handleEvent(ABORT_EVENT)
-  }
-}
-
-const ABORT_EVENT = new Event('abort')
