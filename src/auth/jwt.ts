@@ -32,6 +32,10 @@ export function createTokenVerifier (cfg: JwtConfig): TokenVerifier {
     // costs one hash lookup; exp/nbf are still honoured by the cache.
     cache: 2048,
     cacheTTL: 600_000,
+    // The token itself is the cache key: fast-jwt's default hashes every
+    // token (SHA-256) per request just to look it up. Tokens are at most
+    // MAX_TOKEN_LENGTH, so 2048 of them stay small.
+    cacheKeyBuilder: (token: string) => token,
   }
   type Verify = (token: string) => unknown
   const hs: Verify | undefined = cfg.secret !== undefined && hsAlgorithms.length > 0
@@ -69,13 +73,24 @@ export function createTokenVerifier (cfg: JwtConfig): TokenVerifier {
 function peekAlgorithm (token: string): string | undefined {
   const dot = token.indexOf('.')
   if (dot <= 0) return undefined
+  const segment = token.slice(0, dot)
+  // An issuer's tokens share one header: decode each distinct one once.
+  if (headerAlgorithms.has(segment)) return headerAlgorithms.get(segment)
+  let alg: string | undefined
   try {
-    const header = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString('utf8')) as { alg?: unknown }
-    return typeof header.alg === 'string' ? header.alg : undefined
+    const header = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8')) as { alg?: unknown }
+    alg = typeof header.alg === 'string' ? header.alg : undefined
   } catch {
-    return undefined
+    alg = undefined
   }
+  if (segment.length <= 512) {
+    if (headerAlgorithms.size >= 256) headerAlgorithms.delete(headerAlgorithms.keys().next().value as string)
+    headerAlgorithms.set(segment, alg)
+  }
+  return alg
 }
+
+const headerAlgorithms = new Map<string, string | undefined>()
 
 const DETAILS: Record<string, string> = {
   [TokenError.codes.expired]: 'token expired',
