@@ -30,12 +30,10 @@ export function createTokenVerifier (cfg: JwtConfig): TokenVerifier {
     clockTolerance: cfg.clockTolerance,
     // Verified tokens are cached (bounded), so a client reusing its token
     // costs one hash lookup; exp/nbf are still honoured by the cache.
+    // fast-jwt's own key (a hash of the token) is kept: a custom key builder
+    // makes fast-jwt warn about a security risk at every start.
     cache: 2048,
     cacheTTL: 600_000,
-    // The token itself is the cache key: fast-jwt's default hashes every
-    // token (SHA-256) per request just to look it up. Tokens are at most
-    // MAX_TOKEN_LENGTH, so 2048 of them stay small.
-    cacheKeyBuilder: (token: string) => token,
   }
   type Verify = (token: string) => unknown
   const hs: Verify | undefined = cfg.secret !== undefined && hsAlgorithms.length > 0
