@@ -12,6 +12,7 @@
 // - `//` is merged (mergeSlashes);
 // - `%2F`/`%5C` (escapedSlashes), a raw `\` (backslashes) and a `;` in a
 //   segment (pathParameters) are refused unless kept;
+// - `%00` is always refused (C-based upstreams end the path there);
 // - `.` and `..` segments are always refused, also where a kept `\`, `%2F`,
 //   `%5C` or `;` would make one for the upstream;
 // - caseInsensitive lower-cases the path (ASCII letters only).
@@ -40,6 +41,7 @@ const refusals = {
   pathParameter: new PathRefused('a ";" (path parameter) is not accepted in the path'),
   dotSegment: new PathRefused('a path segment may not be "." or ".."'),
   badEscape: new PathRefused('the path has a malformed percent-encoding'),
+  nul: new PathRefused('an encoded NUL (%00) is not accepted in the path'),
   fragment: new PathRefused('a request target may not carry a "#" fragment'),
   notOrigin: new PathRefused('the request target must be a path starting with "/"'),
 }
@@ -64,6 +66,7 @@ export function compilePathNormaliser (rules: PathRules): PathNormaliser {
         if (!HEX.test(hex)) return refusals.badEscape
         const decoded = String.fromCharCode(parseInt(hex, 16))
         if (UNRESERVED.test(decoded)) path += decoded
+        else if (decoded === '\0') return refusals.nul
         else if (decoded === '/' || decoded === '\\') {
           if (!keepEscapedSlashes) return refusals.escapedSlash
           path += '%' + hex

@@ -55,6 +55,7 @@ t.test('defaults: merge //, decode unreserved escapes, refuse %2F %5C \\ ; and d
     ['/a/%', REFUSED],
     ['/a/%4', REFUSED],
     ['/a/%zz', REFUSED],
+    ['/api/admin%00/x', REFUSED],
     ['/a#b', REFUSED],
     ['*', REFUSED],
     ['api/admin', REFUSED],

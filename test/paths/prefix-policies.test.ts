@@ -195,3 +195,19 @@ t.test('cached routes key on the normalised path: /c//x and /c/x share one entry
   for (const path of ['/c/x', '/c//x', '//c/x', '/C/X', '/c/%78']) t.equal((await get(s, path)).status, 200, path)
   t.equal(s.up.hits(), 1, 'one upstream call, four answers from the cache')
 })
+
+t.test('app.inject goes through the same normalisation (tests and embedders build requests this way)', async t => {
+  const s = await gateway(t)
+  for (const [url, status, code] of [
+    ['/api//admin/x', 401, 'UNAUTHENTICATED'],
+    ['/api/admin', 401, 'UNAUTHENTICATED'],
+    ['/api/admin;x=1/y', 400, 'BAD_REQUEST'],
+    ['/api/admin%2Fx', 400, 'BAD_REQUEST'],
+  ] as const) {
+    expectProblem(t, await s.app.inject({ method: 'GET', url }), status, code, url)
+  }
+  t.equal(s.up.hits(), 0)
+  const res = await s.app.inject({ method: 'GET', url: '/api//admin//x?a=//b', headers: { authorization: `Bearer ${ADMIN}` } })
+  t.equal(res.statusCode, 200)
+  t.equal(lastUrl(s), '/api/admin/x?a=//b')
+})
