@@ -46,19 +46,20 @@ interface Mount { plan: RoutePlan, url: string, methods: RoutePlan['methods'] }
 function routeMounts (plans: RoutePlan[], caseSensitive: boolean): Mount[] {
   const router = FindMyWay({ caseSensitive })
   const declared = new Set<string>()
+  const key = (method: string, url: string): string => `${method} ${caseSensitive ? url : url.toLowerCase()}`
   const mounts: Mount[] = []
   for (const plan of plans) {
     mounts.push({ plan, url: plan.path, methods: plan.methods })
     for (const method of plan.methods) {
       router.on(method, plan.path, () => {})
-      declared.add(`${method} ${plan.path}`)
+      declared.add(key(method, plan.path))
     }
   }
   for (const plan of plans) {
     const url = variantPath(plan.path)
     if (url === undefined) continue
     // `X/` belongs to a declared `X/*` rather than to `X`; a declared path of the same shape keeps it too.
-    const methods = plan.methods.filter(method => !(url.endsWith('/') && declared.has(`${method} ${url}*`)) && mayAdd(router, method, url))
+    const methods = plan.methods.filter(method => !(url.endsWith('/') && declared.has(key(method, `${url}*`))) && mayAdd(router, method, url))
     if (methods.length > 0) mounts.push({ plan, url, methods })
   }
   return mounts
