@@ -30,8 +30,9 @@ export type PathNormaliser = (target: string) => string | PathRefused
 /** Nothing to do for a path without these (and, when case-insensitive, without upper-case letters). */
 const NEEDS_WORK = /[%\\;#]|\/\/|\/\.\.?(?:\/|$)/
 const UPPER = /[A-Z]/
-const HEX = /^[0-9A-Fa-f]{2}$/
-const UNRESERVED = /[A-Za-z0-9\-._~]/
+/** 1 for the bytes of RFC 3986 unreserved characters (ALPHA DIGIT - . _ ~), decoded wherever they are escaped. */
+const UNRESERVED = new Uint8Array(128)
+for (const ch of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~') UNRESERVED[ch.charCodeAt(0)] = 1
 /** Separators an upstream may read inside one of our segments, when the rules keep them. */
 const INNER_SEPARATORS = /\\|%2f|%5c/i
 
@@ -58,32 +59,36 @@ export function compilePathNormaliser (rules: PathRules): PathNormaliser {
     const rawPath = q === -1 ? target : target.slice(0, q)
     if (!NEEDS_WORK.test(rawPath) && !(caseInsensitive && UPPER.test(rawPath))) return target
 
+    // Runs of ordinary characters are copied in one slice; only the special ones are looked at.
     let path = ''
+    let run = 0
     for (let i = 0; i < rawPath.length; i++) {
-      const c = rawPath[i]
-      if (c === '%') {
-        const hex = rawPath.slice(i + 1, i + 3)
-        if (!HEX.test(hex)) return refusals.badEscape
-        const decoded = String.fromCharCode(parseInt(hex, 16))
-        if (UNRESERVED.test(decoded)) path += decoded
-        else if (decoded === '\0') return refusals.nul
-        else if (decoded === '/' || decoded === '\\') {
-          if (!keepEscapedSlashes) return refusals.escapedSlash
-          path += '%' + hex
-        } else path += '%' + hex
+      const c = rawPath.charCodeAt(i)
+      if (c !== 37 /* % */ && c !== 92 /* \ */ && c !== 59 /* ; */ && c !== 35 /* # */ && c !== 47 /* / */) continue
+      path += rawPath.slice(run, i)
+      run = i + 1
+      if (c === 37) {
+        const code = hexByte(rawPath, i + 1)
+        if (code < 0) return refusals.badEscape
+        run = i + 3
+        if (UNRESERVED[code] === 1) path += String.fromCharCode(code)
+        else if (code === 0) return refusals.nul
+        else if ((code === 0x2f || code === 0x5c) && !keepEscapedSlashes) return refusals.escapedSlash
+        else path += rawPath.slice(i, i + 3)
         i += 2
-      } else if (c === '\\') {
+      } else if (c === 92) {
         if (!keepBackslashes) return refusals.backslash
-        path += c
-      } else if (c === ';') {
+        path += '\\'
+      } else if (c === 59) {
         if (!keepParameters) return refusals.pathParameter
-        path += c
-      } else if (c === '#') {
+        path += ';'
+      } else if (c === 35) {
         return refusals.fragment
-      } else if (c === '/' && mergeSlashes && path.endsWith('/')) {
-        // merged: the second `/` of `//` adds nothing
-      } else path += c
+      } else if (!(mergeSlashes && path.endsWith('/'))) {
+        path += '/' // (a second `/` of `//` adds nothing when merging)
+      }
     }
+    path += rawPath.slice(run)
 
     if (hasDotSegment(path)) return refusals.dotSegment
     if (caseInsensitive) path = asciiLowerCase(path)
@@ -106,6 +111,20 @@ function hasDotSegment (path: string): boolean {
     }
   }
   return false
+}
+
+/** The byte of the two hex digits at `at`, or -1. */
+function hexByte (text: string, at: number): number {
+  const hi = hexDigit(text.charCodeAt(at))
+  const lo = hexDigit(text.charCodeAt(at + 1))
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo
+}
+
+function hexDigit (c: number): number {
+  if (c >= 48 && c <= 57) return c - 48
+  if (c >= 65 && c <= 70) return c - 55
+  if (c >= 97 && c <= 102) return c - 87
+  return -1
 }
 
 function asciiLowerCase (text: string): string {
