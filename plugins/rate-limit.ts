@@ -8,7 +8,7 @@ import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { FastifyRequest } from 'fastify'
 import { GatewayError } from '../src/errors.js'
 import type { RedisConnection } from '../src/redis.js'
-import { fallbackStoreClass } from '../src/rate-limit-store.js'
+import { fallbackStoreClass, localStoreClass } from '../src/rate-limit-store.js'
 import type { RateLimitConfig } from '../src/config/types.js'
 
 export interface PorticoRateLimitOptions {
@@ -30,7 +30,7 @@ export default fp<PorticoRateLimitOptions>(async function rateLimitPlugin (app, 
     global: false,
     hook: 'preParsing',
     enableDraftSpec: true,
-    ...(opts.redis !== undefined ? { store: fallbackStoreClass(opts.redis, `${opts.keyPrefix}rl:`) as unknown as FastifyRateLimitStoreCtor } : {}),
+    store: (opts.redis !== undefined ? fallbackStoreClass(opts.redis, `${opts.keyPrefix}rl:`) : localStoreClass()) as unknown as FastifyRateLimitStoreCtor,
     errorResponseBuilder: (_request, ctx) => new GatewayError('RATE_LIMITED', `rate limit of ${ctx.max} requests exceeded, retry in ${ctx.after}`),
   })
 }, { name: 'portico-rate-limit' })

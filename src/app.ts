@@ -16,6 +16,8 @@ import { CacheLayer } from './cache/layer.js'
 import { EventPublisher } from './events/publisher.js'
 import { RedisEventSink } from './events/redis-sink.js'
 import requestId, { genRequestId } from '../plugins/request-id.js'
+import requestTarget from '../plugins/request-target.js'
+import { targetRewriteUrl } from './paths/request-target.js'
 import errorHandler, { sendProblem, toGatewayError } from '../plugins/error-handler.js'
 import { compileRouteValidator } from './compile/validators.js'
 import accessLog from '../plugins/access-log.js'
@@ -63,7 +65,9 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
     requestTimeout: server.requestTimeout,
     exposeHeadRoutes: false,
     return503OnClosing: true,
-    routerOptions: { maxParamLength: 500 },
+    // Routes are matched on the normalised path (src/paths/normalise.ts), which is also what is forwarded.
+    rewriteUrl: targetRewriteUrl(server.paths),
+    routerOptions: { maxParamLength: 500, caseSensitive: !server.paths.caseInsensitive },
     // Malformed URLs and over-long params are answered as problem+json too.
     frameworkErrors: (err, request, reply) => {
       reply.header('x-request-id', request.id)
@@ -100,6 +104,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
 
   await app.register(requestId)
   await app.register(errorHandler)
+  await app.register(requestTarget)
   await app.register(accessLog)
   await app.register(metricsPlugin, { metrics })
   if (tracing !== undefined) await app.register(tracingPlugin, { tracing })
@@ -109,7 +114,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
     routes: plans.length,
     dependencies: () => ({ redis: redis?.state() ?? 'not configured', cache: cache.store.kind, events: sink?.kind ?? 'not configured' }),
   })
-  await mountRoutes(app, { plans, bodyLimit: server.bodyLimit })
+  await mountRoutes(app, { plans, bodyLimit: server.bodyLimit, caseSensitive: !server.paths.caseInsensitive })
   return app
 }
 

@@ -27,6 +27,7 @@ const LocalStore = LocalStoreModule as unknown as StoreCtor
 
 /** A store class for @fastify/rate-limit bound to one Redis connection and key prefix. */
 export function fallbackStoreClass (redis: RedisConnection, prefix: string): new (opts: unknown) => Store {
+  const children = new Map<string, Store>()
   class FallbackStore implements Store {
     constructor (
       _opts: unknown,
@@ -46,10 +47,39 @@ export function fallbackStoreClass (redis: RedisConnection, prefix: string): new
     }
 
     child (routeOptions: RouteStoreOptions): Store {
-      // One counter per config route id (not per method/URL), as the contract says.
-      const id = routeOptions.routeInfo.config?.routeId ?? `${String(routeOptions.routeInfo.method)}${routeOptions.routeInfo.url}`
-      return new FallbackStore(undefined, new LeasedCounters(redis.client, `${prefix}${id}:`), new LocalStore(false, false, 10_000))
+      // One counter per config route id (not per method/URL), as the contract says: a
+      // route mounted on more than one path (mount-routes.ts) shares its fallback counters too.
+      const id = routeIdOf(routeOptions)
+      let store = children.get(id)
+      if (store === undefined) {
+        store = new FallbackStore(undefined, new LeasedCounters(redis.client, `${prefix}${id}:`), new LocalStore(false, false, 10_000))
+        children.set(id, store)
+      }
+      return store
     }
   }
   return FallbackStore
+}
+
+function routeIdOf (routeOptions: RouteStoreOptions): string {
+  return routeOptions.routeInfo.config?.routeId ?? `${String(routeOptions.routeInfo.method)}${routeOptions.routeInfo.url}`
+}
+
+/**
+ * The in-memory store (no Redis): @fastify/rate-limit's own, with one
+ * counter set per config route id, so a route mounted on more than one path
+ * (mount-routes.ts) counts all of them against one limit.
+ */
+export function localStoreClass (): new (opts: unknown) => Store {
+  const children = new Map<string, Store>()
+  return class RouteLocalStore implements Store {
+    private readonly local: Store = new LocalStore(false, false, 10_000)
+    incr (key: string, cb: IncrCallback, timeWindow: number, max: number): void { this.local.incr(key, cb, timeWindow, max) }
+    child (routeOptions: RouteStoreOptions): Store {
+      const id = routeIdOf(routeOptions)
+      let store = children.get(id)
+      if (store === undefined) { store = new RouteLocalStore(); children.set(id, store) }
+      return store
+    }
+  }
 }

@@ -14,6 +14,8 @@ export interface KeySpec {
 }
 
 export function cacheKey (request: FastifyRequest, spec: KeySpec): string {
+  // The normalised target (src/paths/normalise.ts): `/a//b` and `/a/b` (and, with
+  // caseInsensitive, `/A/B`) are one path to the router, so they are one entry here.
   const url = request.url
   const q = url.indexOf('?')
   const path = q === -1 ? url : url.slice(0, q)

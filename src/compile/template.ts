@@ -84,11 +84,16 @@ const DOT_SEGMENT = /(^|\/)\.{1,2}(\/|$)/
 
 export type PathFiller = (ctx: FillContext) => string
 
+/** An empty segment inside a wildcard's rest (`a//b`, `/a`); a final `/` (`a/`) is a trailing slash, kept. */
+const EMPTY_INNER_SEGMENT = /^\/|\/\//
+
 /**
  * A path template whose values are percent-encoded: `/`, `?`, `#` and `%` in a
  * value stay data. `{params.*}` (a wildcard's rest) keeps its `/` separators
  * but encodes each segment. A value that would become a `.`/`..` segment or an
- * empty segment is refused with 400 rather than sent on.
+ * empty segment is refused with 400 rather than sent on. An empty
+ * `{params.*}` (the route's root: `/files` or `/files/` on `/files/*`) drops
+ * out together with the `/` before it.
  */
 export function compilePathTemplate (text: string): PathFiller {
   const { literals, placeholders } = parseTemplate(text)
@@ -98,9 +103,17 @@ export function compilePathTemplate (text: string): PathFiller {
     for (let i = 0; i < placeholders.length; i++) {
       const p = placeholders[i]
       const value = lookup(ctx, p) ?? ''
+      const rest = p.source === 'params' && p.key === '*'
+      if (rest && value === '' && p.wholeSegment) {
+        if (out.endsWith('/')) out = out.slice(0, -1)
+        out += literals[i + 1]
+        continue
+      }
       if (value === '' && p.wholeSegment) throw new GatewayError('BAD_REQUEST', `missing value for {${p.source}.${p.key}} in the upstream path`)
-      out += encodePathValue(value, p.source === 'params' && p.key === '*') + literals[i + 1]
+      if (rest && EMPTY_INNER_SEGMENT.test(value)) throw new GatewayError('BAD_REQUEST', 'an empty path segment ("//") cannot fill {params.*}')
+      out += encodePathValue(value, rest) + literals[i + 1]
     }
+    if (out === '' || out.startsWith('?')) out = '/' + out
     // Values are encoded, so the first `?` is the template's own: only the path before it has segments.
     const q = out.indexOf('?')
     if (DOT_SEGMENT.test(q === -1 ? out : out.slice(0, q))) throw new GatewayError('BAD_REQUEST', 'a path segment may not be "." or ".."')

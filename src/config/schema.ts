@@ -24,6 +24,17 @@ const server = {
     headersTimeout: duration,
     keepAliveTimeout: duration,
     workers: { anyOf: [{ type: 'integer', minimum: 1, maximum: 256 }, { const: 'auto' }], 'x-message': 'must be a number of worker processes or "auto"' },
+    paths: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        mergeSlashes: { type: 'boolean' },
+        escapedSlashes: { enum: ['reject', 'keep'] },
+        backslashes: { enum: ['reject', 'keep'] },
+        pathParameters: { enum: ['reject', 'keep'] },
+        caseInsensitive: { type: 'boolean' },
+      },
+    },
   },
 }
 

@@ -24,6 +24,21 @@ export interface ServerConfig {
   keepAliveTimeout: number
   /** Worker processes (node:cluster); "auto" is resolved to the CPU count. */
   workers: number
+  /** How request paths are normalised before matching and forwarding (src/paths/normalise.ts). */
+  paths: PathRules
+}
+
+export interface PathRules {
+  /** `//` → `/`; false keeps them (and `{params.*}` then refuses an empty segment). */
+  mergeSlashes: boolean
+  /** `%2F`/`%5C` in the path. */
+  escapedSlashes: 'reject' | 'keep'
+  /** A raw `\` in the path. */
+  backslashes: 'reject' | 'keep'
+  /** A `;` in a path segment. */
+  pathParameters: 'reject' | 'keep'
+  /** Match and forward the path lower-cased. */
+  caseInsensitive: boolean
 }
 
 export interface AdminConfig {
@@ -218,6 +233,7 @@ export const DEFAULTS = {
     // gateway never closes a connection the balancer is about to reuse.
     keepAliveTimeout: 72_000,
     workers: 1,
+    paths: { mergeSlashes: true, escapedSlashes: 'reject', backslashes: 'reject', pathParameters: 'reject', caseInsensitive: false } as PathRules,
   },
   service: {
     timeout: 10_000,

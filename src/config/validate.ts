@@ -10,7 +10,7 @@ import { ConfigError, displayFile, type ConfigProblem, type FieldPath } from './
 import { parseDuration, parseSize, DURATION_HINT, SIZE_HINT } from './units.js'
 import {
   DEFAULTS, type AggregatePartConfig, type AuthConfig, type RouteCacheConfig, type ClaimValue, type GatewayConfig, type HttpMethod, type JwtAlgorithm, type JwtConfig, type PolicyConfig,
-  type RateLimitConfig, type RateLimitKey, type RouteConfig, type RouteSchema, type ServiceConfig, type ServerConfig,
+  type RateLimitConfig, type RateLimitKey, type RouteConfig, type RouteSchema, type ServiceConfig, type ServerConfig, type PathRules,
 } from './types.js'
 import { readFileSync } from 'node:fs'
 import { createPublicKey } from 'node:crypto'
@@ -276,7 +276,10 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
   if (eventSink === 'redis' && redisUrl === '') at(['events', 'sink'], 'sink: redis needs redis.url')
 
   const ids = new Map<string, FieldPath>()
-  const router = FindMyWay()
+  const pathRules = raw.server?.paths as Partial<PathRules> | undefined
+  // Requests are matched on the normalised path (src/paths/normalise.ts): route paths are checked the same way.
+  const router = FindMyWay({ caseSensitive: pathRules?.caseInsensitive !== true })
+  const mergeSlashes = pathRules?.mergeSlashes !== false
   raw.routes.forEach((route, i) => {
     const here = (...rest: Array<string | number>): FieldPath => ['routes', i, ...rest]
     const first = ids.get(route.id)
@@ -291,6 +294,7 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
       at(here('schema', 'body'), 'a body schema needs a route method that carries a body (POST, PUT, PATCH, DELETE)')
     }
     if (RESERVED_PATHS.includes(route.path)) at(here('path'), `${route.path} is served by the gateway itself`)
+    if (mergeSlashes && route.path.includes('//')) at(here('path'), 'has "//", which never reaches a route: server.paths.mergeSlashes merges it before matching')
 
     const methods = methodsOf(route)
     for (const method of methods) {
@@ -590,6 +594,7 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
     headersTimeout: parseDuration(s.headersTimeout) ?? d.headersTimeout,
     keepAliveTimeout: parseDuration(s.keepAliveTimeout) ?? d.keepAliveTimeout,
     workers: s.workers === 'auto' ? availableParallelism() : (s.workers as number | undefined) ?? d.workers,
+    paths: { ...d.paths, ...(s.paths as Partial<PathRules> | undefined) },
   }
   const policies = new Map<string, PolicyConfig>()
   for (const [name, p] of Object.entries(raw.policies ?? {})) {

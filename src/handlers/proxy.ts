@@ -13,12 +13,15 @@ import { copyResponseHeaders, upstreamRequestHeaders, type ForwardOptions } from
 import { rawBodyOf } from '../compile/body.js'
 import { GatewayError } from '../errors.js'
 
-/** A `.` or `..` segment, also percent-encoded: many upstreams resolve them, which would escape the route's prefix. */
+/**
+ * A `.` or `..` segment, also percent-encoded: many upstreams resolve them, which would escape the route's prefix.
+ * The path normaliser refuses these before matching already; this stays as a second line in front of the upstream.
+ */
 const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)/i
 
 export interface ProxyPlan {
   client: ServiceClient
-  /** Upstream path template; undefined forwards the incoming path unchanged. */
+  /** Upstream path template; undefined forwards the incoming path as normalised before matching (src/paths/normalise.ts). */
   fillPath?: PathFiller
   templateHasQuery?: boolean
   forward: ForwardOptions

@@ -110,9 +110,25 @@ t.test('{params.*} keeps the slashes between segments and encodes each one', asy
 })
 
 t.test('{params.*} refuses "." and ".." segments anywhere in the rest', async t => {
-  for (const value of ['..', '.', '../admin', 'a/../../admin', 'a/./b', 'a/..', 'a/.', './a', '']) {
+  for (const value of ['..', '.', '../admin', 'a/../../admin', 'a/./b', 'a/..', 'a/.', './a']) {
     t.equal(fill('/files/{params.*}', ctx({ params: { '*': value } })), '400 BAD_REQUEST', JSON.stringify(value))
   }
+})
+
+t.test('{params.*} refuses an empty segment (kept "//" when server.paths.mergeSlashes is false)', async t => {
+  for (const value of ['a//b', '/a', '//', 'a//', 'a/b//c']) {
+    t.equal(fill('/files/{params.*}', ctx({ params: { '*': value } })), '400 BAD_REQUEST', JSON.stringify(value))
+  }
+  // A final "/" is a trailing slash, not an empty segment between two others.
+  t.equal(fill('/files/{params.*}', ctx({ params: { '*': 'a/b/' } })), '/files/a/b/')
+})
+
+t.test('an empty {params.*} (the route\'s root, /files on /files/*) drops out with the "/" before it', async t => {
+  t.equal(fill('/files/{params.*}', ctx({ params: { '*': '' } })), '/files')
+  t.equal(fill('/files/{params.*}?full=1', ctx({ params: { '*': '' } })), '/files?full=1')
+  t.equal(fill('/files/{params.*}/meta', ctx({ params: { '*': '' } })), '/files/meta')
+  t.equal(fill('/{params.*}', ctx({ params: { '*': '' } })), '/')
+  t.equal(fill('/{params.*}', ctx({ params: {} })), '/', 'absent: no rest')
 })
 
 t.test('a template without placeholders is returned as written', async t => {

@@ -199,7 +199,8 @@ t.test('path, query and header templates are filled from params, query, headers 
   }])
   const sub = 'zoë&admin=1/..'
   const res = await app.inject({
-    url: '/dash/a%20b%2F..%3Fc?q=x%26y%3Dz%20w',
+    // (No %2F in the param: an encoded slash is refused before matching, see test/paths.)
+    url: '/dash/a%20b..%3Fc%23d?q=x%26y%3Dz%20w',
     headers: { authorization: `Bearer ${token(sub)}`, 'x-lang': 'de-CH' },
   })
   t.equal(res.statusCode, 200, res.body)
@@ -208,7 +209,7 @@ t.test('path, query and header templates are filled from params, query, headers 
   const orders = byUrl.get('users')
   const profile = byUrl.get('profiles')
   t.equal(orders?.url,
-    '/users/a%20b%2F..%3Fc/orders?q=x%26y%3Dz%20w&who=zo%C3%AB%26admin%3D1%2F..&k%20y=lang%20de-CH&missing=',
+    '/users/a%20b..%3Fc%23d/orders?q=x%26y%3Dz%20w&who=zo%C3%AB%26admin%3D1%2F..&k%20y=lang%20de-CH&missing=',
     'the param stays one segment; query names and values are percent-encoded')
   t.equal(profile?.url, '/profiles/zo%C3%AB%26admin%3D1%2F..', 'a claim in the path is one encoded segment')
   t.equal(orders?.headers['x-user'], 'zo%C3%AB%26admin%3D1%2F..', 'a header value that cannot travel as is is percent-encoded')

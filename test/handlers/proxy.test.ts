@@ -415,13 +415,10 @@ t.test('hostile path params never change the upstream path\'s shape', async t =>
 
   // Encoded: the value stays one segment (or stays data) upstream.
   const kept: Array<[string, string]> = [
-    ['/api/x/..%2Fadmin', '/x/..%2Fadmin'],
-    ['/api/x/%2e%2e%2fadmin', '/x/..%2Fadmin'],
     ['/api/x/%252e%252e', '/x/%252e%252e'],
     ['/api/x/a%3Fadmin%3D1', '/x/a%3Fadmin%3D1'],
     ['/api/x/a%23frag', '/x/a%23frag'],
     ['/api/x/z%C3%B6e?q=1', '/x/z%C3%B6e?q=1'],
-    ['/api/search/..%2F..%2Fadmin', '/search/..%2F..%2Fadmin?source=gateway'],
     ['/api/files/a/b%20c/d.txt', '/files/a/b%20c/d.txt'],
     ['/api/files/a/%252e%252e/b', '/files/a/%252e%252e/b'],
   ]
@@ -432,8 +429,12 @@ t.test('hostile path params never change the upstream path\'s shape', async t =>
   }
   const hits = up.hits()
 
-  // A value that would be a "." or ".." segment is refused before any upstream call.
+  // A value that would be a "." or ".." segment is refused before any upstream call,
+  // and so is an encoded "/" (server.paths.escapedSlashes: reject by default).
   const refused = [
+    '/api/x/..%2Fadmin',
+    '/api/x/%2e%2e%2fadmin',
+    '/api/search/..%2F..%2Fadmin',
     '/api/x/..',
     '/api/x/.',
     '/api/x/%2e%2e',
