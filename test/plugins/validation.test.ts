@@ -7,6 +7,7 @@ import type { LightMyRequestResponse } from 'fastify'
 import { buildFromFiles, simpleConfig } from '../helpers/gateway.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { listen, rawRequest } from '../helpers/http.js'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 
 // A subtest (the last overload of t.test takes only the callback).
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -230,4 +231,94 @@ t.test('the rate limit (step 5) runs before validation (step 6): invalid request
   const limited = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: '{}' })
   problem(t, limited, 429, 'RATE_LIMITED')
   t.equal(up.hits(), 1)
+})
+
+// Hostile bodies: the work and the answer stay bounded whatever the client sends.
+
+const HOSTILE_ROUTES = `
+- id: bulk
+  method: POST
+  path: /api/bulk
+  policy: public
+  schema:
+    body:
+      type: object
+      properties:
+        items: { type: array, items: { type: integer } }
+  proxy: { service: backend, path: /bulk }
+- id: closed
+  method: POST
+  path: /api/closed
+  policy: public
+  schema:
+    body: { type: object, additionalProperties: false, properties: { a: { type: integer } } }
+  proxy: { service: backend, path: /closed }
+- id: wide
+  method: POST
+  path: /api/wide
+  policy: public
+  schema:
+    body:
+      type: object
+      properties: { ${Array.from({ length: 30 }, (_, i) => `f${i}: { type: integer }`).join(', ')} }
+  proxy: { service: backend, path: /wide }
+- id: ping
+  method: GET
+  path: /api/ping
+  policy: public
+  proxy: { service: backend, path: /ping }
+`
+
+const HOSTILE_CONFIG = 'server:\n  bodyLimit: 8mb\n'
+
+/** Most errors an answer lists, and a bound on its size that a full list would blow through. */
+const MAX_ERRORS = 10
+const SMALL_ANSWER = 4096
+
+t.test('a million wrong items: 400 with at most 10 errors in a small answer, and the event loop keeps serving', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, HOSTILE_ROUTES, HOSTILE_CONFIG) })
+  const port = await listen(app)
+  const hostile = Buffer.from(JSON.stringify({ items: Array(1e6).fill('x') }))
+  t.ok(hostile.length > 4_000_000, '4 MB of wrong items')
+
+  const loop = monitorEventLoopDelay({ resolution: 10 })
+  loop.enable()
+  const [res, innocent] = await Promise.all([
+    rawRequest(port, { method: 'POST', path: '/api/bulk', headers: JSON_TYPE, body: hostile }),
+    rawRequest(port, { path: '/api/ping' }),
+  ])
+  loop.disable()
+
+  const body = problem(t, { statusCode: res.status, headers: res.headers, body: res.body.toString('utf8') }, 400, 'VALIDATION_FAILED')
+  t.ok(res.body.length < SMALL_ANSWER, `a small answer (${res.body.length} bytes)`)
+  t.ok((body.errors ?? []).length >= 1 && (body.errors ?? []).length <= MAX_ERRORS, `1 to ${MAX_ERRORS} errors`)
+  t.match(body.errors?.[0], { field: 'body.items.0' })
+  t.equal(innocent.status, 201, 'the request beside it was served')
+  // Before the cap this stalled the loop for seconds; parsing 4 MB takes tens of ms.
+  const stallMs = loop.max / 1e6
+  t.ok(stallMs < 1000, `the event loop was never blocked for a second (longest: ${Math.round(stallMs)} ms)`)
+  t.equal(up.hits(), 1, 'only the innocent request reached the upstream')
+})
+
+t.test('80,000 unknown keys on additionalProperties: false: at most 10 errors in a small answer', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, HOSTILE_ROUTES, HOSTILE_CONFIG) })
+  const keys: Record<string, number> = {}
+  for (let i = 0; i < 80_000; i++) keys[`k${i}`] = 1
+  const res = await app.inject({ method: 'POST', url: '/api/closed', headers: JSON_TYPE, payload: JSON.stringify(keys) })
+  const body = problem(t, res, 400, 'VALIDATION_FAILED')
+  t.ok(res.body.length < SMALL_ANSWER, `a small answer (${res.body.length} bytes)`)
+  t.ok((body.errors ?? []).length <= MAX_ERRORS, `at most ${MAX_ERRORS} errors`)
+  t.equal(up.hits(), 0)
+})
+
+t.test('a small body failing in 30 fields lists the first 10, and the detail names only those', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, HOSTILE_ROUTES, HOSTILE_CONFIG) })
+  const payload = JSON.stringify(Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}`, 'not a number'])))
+  const body = problem(t, await app.inject({ method: 'POST', url: '/api/wide', headers: JSON_TYPE, payload }), 400, 'VALIDATION_FAILED')
+  t.equal(body.errors?.length, MAX_ERRORS, `exactly ${MAX_ERRORS} errors`)
+  t.equal(body.detail.split('; ').length, MAX_ERRORS, `the detail lists ${MAX_ERRORS}`)
+  t.equal(up.hits(), 0)
 })
