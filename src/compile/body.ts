@@ -9,6 +9,8 @@ import { Transform, type TransformCallback } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import type { FastifyRequest } from 'fastify'
 import { GatewayError } from '../errors.js'
+import { firstDuplicateKey } from './duplicate-keys.js'
+import { boundedField } from './validators.js'
 
 const TOO_LARGE = 'the request body exceeds the configured limit'
 
@@ -49,8 +51,15 @@ export function rawBodyOf (request: FastifyRequest): Buffer | undefined {
 
 type JsonParse = (req: FastifyRequest, body: string, done: (err: Error | null, body?: unknown) => void) => void
 
+function duplicateKeyError (path: Array<string | number>): GatewayError {
+  const field = boundedField(['body', ...path].join('.'))
+  const message = 'is a duplicate key'
+  return new GatewayError('VALIDATION_FAILED', `${field} ${message}`, { extras: { errors: [{ field, message }] } })
+}
+
 /**
- * A JSON parser that keeps the raw bytes beside the parsed value. `parse` is
+ * A JSON parser that keeps the raw bytes beside the parsed value, and refuses
+ * an object that names a key twice. `parse` is
  * Fastify's own JSON parser (prototype-poisoning safe).
  */
 export function jsonKeepingRaw (parse: JsonParse): (req: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void) => void {
@@ -58,6 +67,9 @@ export function jsonKeepingRaw (parse: JsonParse): (req: FastifyRequest, body: B
     (req as WithRawBody)[RAW_BODY] = body
     parse(req, body.toString('utf8'), (err, value) => {
       if (err !== null) { done(new GatewayError('BAD_REQUEST', 'the request body is not valid JSON', { cause: err })); return }
+      // The value validated is the last of a repeated key; the bytes forwarded hold both.
+      const duplicate = typeof value === 'object' && value !== null ? firstDuplicateKey(body) : undefined
+      if (duplicate !== undefined) { done(duplicateKeyError(duplicate)); return }
       done(null, value)
     })
   }

@@ -8,6 +8,7 @@ import { buildFromFiles, simpleConfig } from '../helpers/gateway.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { listen, rawRequest } from '../helpers/http.js'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import type { MemoryEventSink } from '../../src/events/memory-sink.js'
 
 // A subtest (the last overload of t.test takes only the callback).
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -321,4 +322,95 @@ t.test('a small body failing in 30 fields lists the first 10, and the detail nam
   t.equal(body.errors?.length, MAX_ERRORS, `exactly ${MAX_ERRORS} errors`)
   t.equal(body.detail.split('; ').length, MAX_ERRORS, `the detail lists ${MAX_ERRORS}`)
   t.equal(up.hits(), 0)
+})
+
+// Duplicate keys: JSON.parse keeps the last value, the upstream may keep the first.
+
+t.test('a JSON body naming a key twice in one object is 400 VALIDATION_FAILED naming the key, before the upstream', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': simpleConfig(up.url, `
+- id: order
+  method: POST
+  path: /api/orders
+  policy: public
+  schema:
+    body:
+      type: object
+      properties:
+        qty: { type: integer, maximum: 100 }
+  proxy: { service: backend, path: /orders }
+`),
+  })
+  const cases: Array<[string, string]> = [
+    ['{"qty":1000,"qty":1}', 'body.qty'],
+    ['{"qty":1000, "sku":"a",\n "qty" : 1}', 'body.qty'],
+    // Escapes are decoded before keys are compared: these are all "qty".
+    ['{"qty":1000,"q\\u0074y":1}', 'body.qty'],
+    ['{"\\u0071\\u0074\\u0079":1000,"qty":1}', 'body.qty'],
+    ['{"q\\"ty":1,"x":"\\"","q\\"ty":2}', 'body.q"ty'],
+    ['{"order":{"qty":1000,"qty":1}}', 'body.order.qty'],
+    ['{"lines":[{"qty":1},{"qty":1000,"qty":1}]}', 'body.lines.1.qty'],
+    ['{"a":[[{"b":{"c":1,"d":2,"c":3}}]]}', 'body.a.0.0.b.c'],
+    [`{${Array.from({ length: 50 }, (_, i) => `"k${i}":1`).join(',')},"k7":2}`, 'body.k7'],
+    ['[{"qty":1},{"qty":1,"qty":1}]', 'body.1.qty'],
+  ]
+  for (const [payload, field] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload })
+    const body = problem(t, res, 400, 'VALIDATION_FAILED')
+    t.same(body.errors, [{ field, message: 'is a duplicate key' }], payload)
+    t.equal(body.detail, `${field} is a duplicate key`)
+  }
+  // A key of 100,000 characters is named, not echoed whole.
+  const long = 'k'.repeat(100_000)
+  const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: `{"${long}":1,"${long}":2}` })
+  problem(t, res, 400, 'VALIDATION_FAILED')
+  t.ok(res.body.length < SMALL_ANSWER, `a small answer (${res.body.length} bytes)`)
+  t.equal(up.hits(), 0, 'nothing reached the upstream')
+
+  // The same key in different objects, and keys that only look alike, are fine and go upstream untouched.
+  const legit = [
+    '{"qty":1,"order":{"qty":2},"lines":[{"qty":3},{"qty":4}]}',
+    '{"qty":1,"Qty":2,"qty ":3,"q\\\\u0074y":4,"x":"\\"qty\\":1"}',
+    '{"a\\\\":1,"a":2,"":3,"\\u00e9":4,"e\\u0301":5}',
+  ]
+  for (const payload of legit) {
+    const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload })
+    t.equal(res.statusCode, 201, payload)
+    t.equal(up.seen.at(-1)?.body.toString('utf8'), payload, 'forwarded byte for byte')
+  }
+  t.equal(up.hits(), legit.length)
+})
+
+t.test('command routes and publish from: request refuse duplicate keys too, storing and forwarding nothing', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': simpleConfig(up.url, `
+- id: submit
+  method: POST
+  path: /api/commands
+  policy: public
+  command: { stream: commands, type: thing.requested }
+- id: create
+  method: POST
+  path: /api/created
+  policy: public
+  proxy: { service: backend, path: /created }
+  publish: { stream: created, type: thing.created, from: request }
+`, 'events: { sink: memory }\n'),
+  })
+  for (const url of ['/api/commands', '/api/created']) {
+    for (const payload of ['{"qty":1000,"qty":1}', '{"a":{"q\\u0074y":1,"qty":2}}']) {
+      const res = await app.inject({ method: 'POST', url, headers: JSON_TYPE, payload })
+      problem(t, res, 400, 'VALIDATION_FAILED')
+    }
+  }
+  t.equal(up.hits(), 0, 'nothing forwarded')
+  const sink = app.events?.sink as MemoryEventSink
+  t.equal(sink.streams.get('commands')?.length ?? 0, 0, 'no command stored')
+  t.equal(sink.streams.get('created')?.length ?? 0, 0, 'no event published')
+
+  const ok = await app.inject({ method: 'POST', url: '/api/commands', headers: JSON_TYPE, payload: '{"qty":1,"n":{"qty":2}}' })
+  t.equal(ok.statusCode, 202, 'a body without duplicates is accepted')
+  t.equal(sink.streams.get('commands')?.[0]?.event.body, '{"qty":1,"n":{"qty":2}}')
 })
