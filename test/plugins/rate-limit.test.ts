@@ -10,6 +10,7 @@ import { buildFromFiles } from '../helpers/gateway.js'
 import { PrivateRedis, REDIS_URL, eventually, keysUnder, withClient } from '../helpers/redis.js'
 import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
 import { join } from 'node:path'
+import { pino } from 'pino'
 import { ROOT } from '../helpers/cli.js'
 import { loadConfig } from '../../src/config/validate.js'
 import { buildGateway } from '../../src/app.js'
@@ -439,7 +440,9 @@ t.test('the demo partners policy counts per API key name (key: user), and no key
   const prefix = uniquePrefix()
   cleanRedisAfter(t, prefix)
   const { config } = loadConfig(join(ROOT, 'config/gateway.yaml'), { REDIS_URL })
-  const app = await buildGateway({ ...config, redis: { ...config.redis, keyPrefix: prefix } })
+  const lines: string[] = []
+  const logger = pino({ level: 'trace' }, { write: (line: string) => { lines.push(line) } })
+  const app = await buildGateway({ ...config, redis: { ...config.redis, keyPrefix: prefix } }, { logger })
   t.teardown(async () => { await app.close() })
   const demoKey = 'acme-demo-key-0123456789abcdef'
 
@@ -455,4 +458,6 @@ t.test('the demo partners policy counts per API key name (key: user), and no key
   const keys = await keysUnder(REDIS_URL, prefix)
   t.same(keys.filter(k => k.includes(':rl:')), [`${prefix}rl:partner-products:u:partner-acme`], 'one counter, named by the partner')
   for (const key of keys) t.notOk(key.includes('acme-demo-key') || key.includes('not-a-key'), `${key} holds no key value`)
+  t.ok(lines.length >= 3, 'the requests were logged')
+  t.notOk(lines.some(l => l.includes('acme-demo-key') || l.includes('not-a-key')), 'no log line holds a key value')
 })
