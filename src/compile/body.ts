@@ -9,8 +9,7 @@ import { Transform, type TransformCallback } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import type { FastifyRequest } from 'fastify'
 import { GatewayError } from '../errors.js'
-import { firstDuplicateKey } from './duplicate-keys.js'
-import { boundedField } from './validators.js'
+import { duplicateKeyError } from './duplicate-keys.js'
 
 const TOO_LARGE = 'the request body exceeds the configured limit'
 
@@ -51,16 +50,10 @@ export function rawBodyOf (request: FastifyRequest): Buffer | undefined {
 
 type JsonParse = (req: FastifyRequest, body: string, done: (err: Error | null, body?: unknown) => void) => void
 
-function duplicateKeyError (path: Array<string | number>): GatewayError {
-  const field = boundedField(['body', ...path].join('.'))
-  const message = 'is a duplicate key'
-  return new GatewayError('VALIDATION_FAILED', `${field} ${message}`, { extras: { errors: [{ field, message }] } })
-}
-
 /**
  * A JSON parser that keeps the raw bytes beside the parsed value, and refuses
- * an object that names a key twice. `parse` is
- * Fastify's own JSON parser (prototype-poisoning safe).
+ * an object that names a key twice. `parse` is Fastify's own JSON parser
+ * (prototype-poisoning safe).
  */
 export function jsonKeepingRaw (parse: JsonParse): (req: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void) => void {
   return function parseJson (req, body, done) {
@@ -68,8 +61,8 @@ export function jsonKeepingRaw (parse: JsonParse): (req: FastifyRequest, body: B
     parse(req, body.toString('utf8'), (err, value) => {
       if (err !== null) { done(new GatewayError('BAD_REQUEST', 'the request body is not valid JSON', { cause: err })); return }
       // The value validated is the last of a repeated key; the bytes forwarded hold both.
-      const duplicate = typeof value === 'object' && value !== null ? firstDuplicateKey(body) : undefined
-      if (duplicate !== undefined) { done(duplicateKeyError(duplicate)); return }
+      const duplicate = typeof value === 'object' && value !== null ? duplicateKeyError(body) : undefined
+      if (duplicate !== undefined) { done(duplicate); return }
       done(null, value)
     })
   }

@@ -9,6 +9,9 @@
 // decoded (`"q\u0074y"` is `"qty"`). The work is linear in the body's size:
 // each key is decoded once and looked up in its object's set.
 
+import { GatewayError } from '../errors.js'
+import { boundedField } from './validators.js'
+
 const enum C {
   QUOTE = 0x22, COMMA = 0x2c, OPEN_SQ = 0x5b, BACKSLASH = 0x5c, CLOSE_SQ = 0x5d, OPEN_CURLY = 0x7b, CLOSE_CURLY = 0x7d,
 }
@@ -86,6 +89,15 @@ export function firstDuplicateKey (json: Buffer): Array<string | number> | undef
     i++
   }
   return undefined
+}
+
+/** The 400 VALIDATION_FAILED for a body that repeats a key, naming its path; undefined when none does. */
+export function duplicateKeyError (json: Buffer): GatewayError | undefined {
+  const path = firstDuplicateKey(json)
+  if (path === undefined) return undefined
+  const field = boundedField(['body', ...path].join('.'))
+  const message = 'is a duplicate key'
+  return new GatewayError('VALIDATION_FAILED', `${field} ${message}`, { extras: { errors: [{ field, message }] } })
 }
 
 /** Adds the key to its object's keys; true when it was there already. */

@@ -1,6 +1,7 @@
 // Request validation (DESIGN.md "Request pipeline" step 6, "Errors"): routes
-// with a `schema` reject bad requests before any upstream call, list every
-// failing field, refuse bodies that are not JSON, and forward a valid body
+// with a `schema` reject bad requests before any upstream call, list the
+// failing fields (at most 10, in a small answer, whatever the body), refuse
+// bodies that are not JSON or that repeat a key, and forward a valid body
 // byte for byte.
 import t from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
