@@ -1,9 +1,9 @@
-// firstDuplicateKey (src/compile/duplicate-keys.ts) must find a repeated key
+// checkJsonKeys (src/compile/duplicate-keys.ts) must find a repeated key
 // exactly as JSON.parse would read the keys: escapes decoded, strings that
 // hold quotes, brackets and backslashes skipped. Random documents written
 // with random spellings of their keys, each knowing its own first duplicate.
 import t from 'tap'
-import { firstDuplicateKey } from '../../src/compile/duplicate-keys.js'
+import { MAX_JSON_DEPTH, TOO_DEEP, checkJsonKeys } from '../../src/compile/duplicate-keys.js'
 
 /** A small deterministic PRNG, so a failure can be replayed. */
 function rng (seed: number): () => number {
@@ -74,7 +74,7 @@ t.test('random documents: the first repeated key is found, with its path, and no
   let withDuplicates = 0
   for (let n = 0; n < 5000; n++) {
     const doc = randomDoc(r)
-    const found = firstDuplicateKey(Buffer.from(doc.text, 'utf8'))
+    const found = checkJsonKeys(Buffer.from(doc.text, 'utf8'))
     if (doc.duplicate !== undefined) withDuplicates++
     if (JSON.stringify(found) !== JSON.stringify(doc.duplicate)) {
       t.same(found, doc.duplicate, JSON.stringify(doc.text))
@@ -107,6 +107,22 @@ t.test('edge cases', async t => {
   ]
   for (const [text, expected] of cases) {
     JSON.parse(text)
-    t.same(firstDuplicateKey(Buffer.from(text)), expected, text)
+    t.same(checkJsonKeys(Buffer.from(text)), expected, text)
+  }
+})
+
+t.test('nesting deeper than MAX_JSON_DEPTH is found, at any depth past it', async t => {
+  const nest = (depth: number, open: string, close: string): Buffer => Buffer.from(open.repeat(depth) + close.repeat(depth))
+  t.equal(checkJsonKeys(nest(MAX_JSON_DEPTH, '[', ']')), undefined, `${MAX_JSON_DEPTH} levels are fine`)
+  t.equal(checkJsonKeys(nest(MAX_JSON_DEPTH + 1, '[', ']')), TOO_DEEP)
+  t.equal(checkJsonKeys(nest(500_000, '[', ']')), TOO_DEEP)
+  t.equal(checkJsonKeys(Buffer.from('{"a":'.repeat(MAX_JSON_DEPTH + 1) + '1' + '}'.repeat(MAX_JSON_DEPTH + 1))), TOO_DEEP)
+  // Brackets inside strings are not nesting.
+  t.equal(checkJsonKeys(Buffer.from(`["${'['.repeat(5000)}"]`)), undefined)
+})
+
+t.test('bytes that are not JSON never throw (JSON.parse refuses them afterwards)', async t => {
+  for (const text of ['', '}', ']]]', ',', '{"a":1,,', '{"\\x":1,"\\x":2', '{"\\u12":1}', '"', '{"a', '[}', '{]', '{"a":1}}{"a":2,"a":3}']) {
+    t.doesNotThrow(() => checkJsonKeys(Buffer.from(text)), JSON.stringify(text))
   }
 })

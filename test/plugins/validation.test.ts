@@ -1,8 +1,8 @@
 // Request validation (DESIGN.md "Request pipeline" step 6, "Errors"): routes
 // with a `schema` reject bad requests before any upstream call, list the
 // failing fields (at most 10, in a small answer, whatever the body), refuse
-// bodies that are not JSON or that repeat a key, and forward a valid body
-// byte for byte.
+// bodies that are not JSON, repeat a key or nest too deep, and forward a
+// valid body byte for byte.
 import t from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { buildFromFiles, simpleConfig } from '../helpers/gateway.js'
@@ -414,4 +414,28 @@ t.test('command routes and publish from: request refuse duplicate keys too, stor
   const ok = await app.inject({ method: 'POST', url: '/api/commands', headers: JSON_TYPE, payload: '{"qty":1,"n":{"qty":2}}' })
   t.equal(ok.statusCode, 202, 'a body without duplicates is accepted')
   t.equal(sink.streams.get('commands')?.[0]?.event.body, '{"qty":1,"n":{"qty":2}}')
+})
+
+t.test('a body nested deeper than 1000 levels is 400 BAD_REQUEST before it is parsed; 1000 levels are fine', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': simpleConfig(up.url, `
+- id: any-json
+  method: POST
+  path: /api/any
+  policy: public
+  schema: { body: {} }
+  proxy: { service: backend, path: /any }
+`, HOSTILE_CONFIG),
+  })
+  for (const payload of ['['.repeat(500_000) + ']'.repeat(500_000), '{"a":'.repeat(1001) + '1' + '}'.repeat(1001), '['.repeat(1001)]) {
+    const res = await app.inject({ method: 'POST', url: '/api/any', headers: JSON_TYPE, payload })
+    const body = problem(t, res, 400, 'BAD_REQUEST')
+    t.match(body.detail, /1000 levels/)
+  }
+  t.equal(up.hits(), 0)
+  const fine = '{"a":'.repeat(999) + '[1]' + '}'.repeat(999)
+  const res = await app.inject({ method: 'POST', url: '/api/any', headers: JSON_TYPE, payload: fine })
+  t.equal(res.statusCode, 201)
+  t.equal(up.seen[0]?.body.toString(), fine, 'forwarded byte for byte')
 })
