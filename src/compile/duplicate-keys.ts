@@ -50,8 +50,9 @@ export function checkJsonKeys (json: Buffer): Array<string | number> | typeof TO
   // Levels are reused as the depth goes up and down: a million small objects cost no allocation each.
   const levels: Level[] = []
   let depth = 0
-  // Backslashes only occur inside strings, and each string consumes its own, so this
-  // is always past the position read so far: finding escapes costs one pass in all.
+  // In JSON, backslashes only occur inside strings, and each string consumes its own, so
+  // this is always past the position read so far: finding escapes costs one pass in all.
+  // (In bytes that are not JSON it may lag behind; that only makes a string look escaped.)
   let nextBackslash = json.indexOf(C.BACKSLASH)
   let i = 0
   while (i < n) {
