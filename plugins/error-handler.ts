@@ -5,6 +5,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { GatewayError, PROBLEM_CONTENT_TYPE, problemBody, type ErrorCode } from '../src/errors.js'
+import { MAX_VALIDATION_ERRORS, boundedField } from '../src/compile/validators.js'
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
@@ -27,7 +28,8 @@ export function toGatewayError (err: unknown): GatewayError {
   const mapped = e.code !== undefined ? FASTIFY_CODES[e.code] : undefined
   if (mapped !== undefined) return new GatewayError(mapped, SAFE_DETAILS[mapped], { cause: err })
   if (e.validation !== undefined) {
-    const errors = e.validation.map(v => ({
+    // The validators report at most MAX_VALIDATION_ERRORS; the cap here keeps any other source bounded too.
+    const errors = e.validation.slice(0, MAX_VALIDATION_ERRORS).map(v => ({
       field: fieldOf(v.instancePath, v.params, e.validationContext),
       message: v.keyword === 'required' ? 'is required' : v.message ?? 'is invalid',
     }))
@@ -44,7 +46,7 @@ function fieldOf (instancePath: string, params: Record<string, unknown>, context
   const missing = params?.missingProperty
   const parts = instancePath.split('/').filter(p => p !== '')
   if (typeof missing === 'string') parts.push(missing)
-  return [context ?? 'body', ...parts].join('.')
+  return boundedField([context ?? 'body', ...parts].join('.'))
 }
 
 export function sendProblem (request: FastifyRequest, reply: FastifyReply, error: GatewayError): FastifyReply {

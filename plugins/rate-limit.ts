@@ -3,6 +3,7 @@
 // down), in memory otherwise. Runs in preParsing, i.e. after authentication
 // (a `user` key needs the identity) and before the body is read.
 
+import { createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
 import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { FastifyRequest } from 'fastify'
@@ -41,13 +42,38 @@ export function routeRateLimit (limit: RateLimitConfig): { max: number, timeWind
 }
 
 function keyGenerator (key: RateLimitConfig['key']): (req: FastifyRequest) => string {
+  // The authenticated identity: a JWT's sub, or an API key's name (never the key itself).
   if (key === 'user') return (req) => req.auth !== undefined ? `u:${req.auth.sub}` : `ip:${req.ip}`
   if (key.startsWith('header:')) {
     const name = key.slice('header:'.length).toLowerCase()
     return (req) => {
       const v = req.headers[name]
-      return typeof v === 'string' && v !== '' ? `h:${v}` : `ip:${req.ip}`
+      return typeof v === 'string' && v !== '' ? `h:${hashedValue(v)}` : `ip:${req.ip}`
     }
   }
   return (req) => `ip:${req.ip}`
+}
+
+/**
+ * A header used as a limit key is often a credential (an API key): the
+ * counter is named by a digest of it (SHA-256, the first 128 bits in
+ * base64url), never by the value, so Redis and anything that lists its keys
+ * never hold the credential. Every instance computes the same digest, so the
+ * counters stay shared. The digests of recent values are remembered (a
+ * bounded map, oldest out first), which costs a map lookup per request
+ * instead of a hash.
+ */
+const recentDigests = new Map<string, string>()
+const REMEMBER = 10_000
+const REMEMBER_UP_TO = 512
+
+export function hashedValue (value: string): string {
+  let digest = recentDigests.get(value)
+  if (digest !== undefined) return digest
+  digest = createHash('sha256').update(value).digest('base64url').slice(0, 22)
+  if (value.length <= REMEMBER_UP_TO) {
+    if (recentDigests.size >= REMEMBER) recentDigests.delete(recentDigests.keys().next().value as string)
+    recentDigests.set(value, digest)
+  }
+  return digest
 }

@@ -9,6 +9,7 @@ import { Transform, type TransformCallback } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 import type { FastifyRequest } from 'fastify'
 import { GatewayError } from '../errors.js'
+import { MAX_JSON_DEPTH, TOO_DEEP, checkJsonKeys, duplicateKeyError } from './duplicate-keys.js'
 
 const TOO_LARGE = 'the request body exceeds the configured limit'
 
@@ -50,14 +51,20 @@ export function rawBodyOf (request: FastifyRequest): Buffer | undefined {
 type JsonParse = (req: FastifyRequest, body: string, done: (err: Error | null, body?: unknown) => void) => void
 
 /**
- * A JSON parser that keeps the raw bytes beside the parsed value. `parse` is
- * Fastify's own JSON parser (prototype-poisoning safe).
+ * A JSON parser that keeps the raw bytes beside the parsed value, and refuses
+ * an object that names a key twice, and nesting past MAX_JSON_DEPTH. `parse` is Fastify's own JSON parser
+ * (prototype-poisoning safe).
  */
 export function jsonKeepingRaw (parse: JsonParse): (req: FastifyRequest, body: Buffer, done: (err: Error | null, body?: unknown) => void) => void {
   return function parseJson (req, body, done) {
     (req as WithRawBody)[RAW_BODY] = body
+    // Before JSON.parse, which deep nesting makes slow; a repeated key counts only once it parses.
+    const keys = checkJsonKeys(body)
+    if (keys === TOO_DEEP) { done(new GatewayError('BAD_REQUEST', `the request body nests deeper than ${MAX_JSON_DEPTH} levels`)); return }
     parse(req, body.toString('utf8'), (err, value) => {
       if (err !== null) { done(new GatewayError('BAD_REQUEST', 'the request body is not valid JSON', { cause: err })); return }
+      // The value validated holds the last of a repeated key; the bytes forwarded hold both.
+      if (keys !== undefined) { done(duplicateKeyError(keys)); return }
       done(null, value)
     })
   }

@@ -10,6 +10,9 @@ const NOT_FORWARDED_UP = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
   'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings', 'expect', 'host',
   'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id',
+  // Method overrides: an upstream with override middleware would run the method named here
+  // (a DELETE) on a route the gateway matched and authorized as the real one (a GET).
+  'x-http-method-override', 'x-http-method', 'x-method-override',
 ])
 
 const NOT_FORWARDED_DOWN = new Set([

@@ -147,6 +147,19 @@ t.test('the answer is one JSON object with a key per part, in declaration order'
   t.equal(orders.seen[0].method, 'GET', 'parts are GETs')
 })
 
+t.test('method-override headers from the client never reach a part', async t => {
+  const a = await upstream(t)
+  const app = await gateway(t, { a: a.url }, [{ id: 'dash', path: '/dash', aggregate: { one: { service: 'a', path: '/a' } } }])
+  const res = await app.inject({
+    url: '/dash',
+    headers: { 'X-HTTP-Method-Override': 'DELETE', 'x-http-method': 'DELETE', 'X-Method-Override': 'DELETE' },
+  })
+  t.equal(res.statusCode, 200)
+  t.equal(a.hits(), 1)
+  t.equal(a.seen[0].method, 'GET')
+  t.same(Object.keys(a.seen[0].headers).filter(n => /method/i.test(n)), [], 'no override header reached the part')
+})
+
 t.test('pick keeps only the listed top-level fields', async t => {
   const users = await upstream(t, json({ id: 'u1', name: 'Alice', email: 'a@example.com', address: { city: 'Bern', zip: '3000' } }))
   const list = await upstream(t, json([{ id: 1, secret: 's' }]))

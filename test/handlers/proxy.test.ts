@@ -160,6 +160,43 @@ t.test('client x-auth-* headers and authorization never reach the upstream', asy
   t.equal(up.seen[0].headers['x-authentic'], 'not an x-auth- header')
 })
 
+t.test('method-override headers never reach the upstream, whatever their case', async t => {
+  // An upstream with method-override middleware: it would run the method a header names.
+  const up = await upstream(t, (req, res) => {
+    const h = req.headers
+    const override = h['x-http-method-override'] ?? h['x-http-method'] ?? h['x-method-override']
+    res.writeHead(200, { 'content-type': 'text/plain' })
+    res.end(String(override ?? req.method))
+  })
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': simpleConfig(up.url, `
+- id: read-only
+  method: GET
+  path: /api/items/:id
+  policy: public
+  proxy: { service: backend, path: "/items/{params.id}" }
+`),
+  })
+  const port = await listen(app)
+  const spellings = ['X-HTTP-Method-Override', 'x-http-method-override', 'X-HTTP-Method', 'x-http-method', 'X-Method-Override', 'X-METHOD-OVERRIDE']
+  for (const name of spellings) {
+    const res = await rawRequest(port, { path: '/api/items/1', headers: { [name]: 'DELETE', connection: 'keep-alive' } })
+    t.equal(res.status, 200, name)
+    t.equal(res.body.toString(), 'GET', `${name}: the upstream ran a GET`)
+  }
+  // All three at once, and listed in Connection too.
+  const res = await rawRequest(port, {
+    path: '/api/items/1',
+    headers: { 'x-http-method-override': 'DELETE', 'x-http-method': 'PUT', 'x-method-override': 'PATCH', connection: 'x-http-method' },
+  })
+  t.equal(res.body.toString(), 'GET')
+  t.equal(up.hits(), spellings.length + 1)
+  for (const seen of up.seen) {
+    t.same(Object.keys(seen.headers).filter(n => /method/i.test(n)), [], 'no override header upstream')
+    t.equal(seen.method, 'GET')
+  }
+})
+
 t.test('x-forwarded-for, -proto and -host describe the client, not what it claims', async t => {
   const up = await upstream(t, ok)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, USER_ROUTES) })

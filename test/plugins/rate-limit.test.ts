@@ -9,6 +9,11 @@ import type { FastifyInstance, LightMyRequestResponse, InjectOptions } from 'fas
 import { buildFromFiles } from '../helpers/gateway.js'
 import { PrivateRedis, REDIS_URL, eventually, keysUnder, withClient } from '../helpers/redis.js'
 import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { ROOT } from '../helpers/cli.js'
+import { loadConfig } from '../../src/config/validate.js'
+import { buildGateway } from '../../src/app.js'
 
 // A subtest (the last overload of t.test takes only the callback).
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -391,4 +396,68 @@ t.test('Redis unreachable at start: the gateway starts and serves with local lim
   t.equal(ready.statusCode, 200)
   t.match(ready.json(), { status: 'ready', redis: 'down' })
   t.equal(up.hits(), 2)
+})
+
+// Credentials in limit keys: a header used as the key is often an API key.
+
+t.test('key: header:NAME names its Redis counter by a digest of the value, never the value; values still count apart', async t => {
+  const up = await upstream(t)
+  const prefix = uniquePrefix()
+  cleanRedisAfter(t, prefix)
+  const app = await gateway(t, {
+    upstreamUrl: up.url,
+    redis: { url: REDIS_URL, keyPrefix: prefix },
+    routes: `
+- id: keyed
+  path: /api/keyed
+  policy: public
+  rateLimit: { max: 2, window: 1m, key: "header:X-Api-Key" }
+  proxy: { service: backend, path: /k }
+`,
+  })
+  const secret = 'secret-value-123'
+  const other = 'other-secret-456'
+  // Longer than any remembered digest: hashed anew each time, to the same counter.
+  const long = `long-${'L'.repeat(2000)}`
+  const as = (value: string): Omit<InjectOptions, 'url'> => ({ headers: { 'x-api-key': value }, remoteAddress: '10.0.0.1' })
+  assertAllowed(t, await hit(app, '/api/keyed', as(secret)), 2, 1, 60, 'secret#1:')
+  assertAllowed(t, await hit(app, '/api/keyed', as(secret)), 2, 0, 60, 'secret#2:')
+  assertLimited(t, await hit(app, '/api/keyed', as(secret)), 2, 60)
+  assertAllowed(t, await hit(app, '/api/keyed', as(other)), 2, 1, 60, 'other#1:')
+  assertAllowed(t, await hit(app, '/api/keyed', as(long)), 2, 1, 60, 'long#1:')
+  assertAllowed(t, await hit(app, '/api/keyed', as(long)), 2, 0, 60, 'long#2:')
+  t.equal(up.hits(), 5)
+
+  const keys = await keysUnder(REDIS_URL, prefix)
+  t.equal(keys.length, 3, 'one counter per distinct value')
+  for (const key of keys) {
+    t.match(key, new RegExp(`^${prefix}rl:keyed:h:[A-Za-z0-9_-]{22}$`), 'named by a 22-character digest')
+    t.notOk(key.includes(secret) || key.includes(other) || key.includes('LLLL'), `${key} holds no header value`)
+  }
+})
+
+t.test('the demo partners policy counts per API key name (key: user), and no key value is stored', async t => {
+  const prefix = uniquePrefix()
+  cleanRedisAfter(t, prefix)
+  const { config } = loadConfig(join(ROOT, 'config/gateway.yaml'), { REDIS_URL })
+  const lines: string[] = []
+  const logger = pino({ level: 'trace' }, { write: (line: string) => { lines.push(line) } })
+  const app = await buildGateway({ ...config, redis: { ...config.redis, keyPrefix: prefix } }, { logger })
+  t.teardown(async () => { await app.close() })
+  const demoKey = 'acme-demo-key-0123456789abcdef'
+
+  // The demo services are not running: the route's answer is a gateway error, but the request was counted.
+  const first = await hit(app, '/partner/products', { headers: { 'x-api-key': demoKey } })
+  t.equal(first.headers['ratelimit-limit'], '600')
+  t.equal(first.headers['ratelimit-remaining'], '599')
+  const second = await hit(app, '/partner/products', { headers: { 'x-api-key': demoKey }, remoteAddress: '10.9.9.9' })
+  t.equal(second.headers['ratelimit-remaining'], '598', 'the same partner from another address shares the counter')
+  const wrong = await hit(app, '/partner/products', { headers: { 'x-api-key': 'not-a-key-0123456789' } })
+  t.equal(wrong.statusCode, 401, 'an unknown key is refused before the limit')
+
+  const keys = await keysUnder(REDIS_URL, prefix)
+  t.same(keys.filter(k => k.includes(':rl:')), [`${prefix}rl:partner-products:u:partner-acme`], 'one counter, named by the partner')
+  for (const key of keys) t.notOk(key.includes('acme-demo-key') || key.includes('not-a-key'), `${key} holds no key value`)
+  t.ok(lines.length >= 3, 'the requests were logged')
+  t.notOk(lines.some(l => l.includes('acme-demo-key') || l.includes('not-a-key')), 'no log line holds a key value')
 })

@@ -1,12 +1,15 @@
 // Request validation (DESIGN.md "Request pipeline" step 6, "Errors"): routes
-// with a `schema` reject bad requests before any upstream call, list every
-// failing field, refuse bodies that are not JSON, and forward a valid body
-// byte for byte.
+// with a `schema` reject bad requests before any upstream call, list the
+// failing fields (at most 10, in a small answer, whatever the body), refuse
+// bodies that are not JSON, repeat a key or nest too deep, and forward a
+// valid body byte for byte.
 import t from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { buildFromFiles, simpleConfig } from '../helpers/gateway.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { listen, rawRequest } from '../helpers/http.js'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import type { MemoryEventSink } from '../../src/events/memory-sink.js'
 
 // A subtest (the last overload of t.test takes only the callback).
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -230,4 +233,209 @@ t.test('the rate limit (step 5) runs before validation (step 6): invalid request
   const limited = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: '{}' })
   problem(t, limited, 429, 'RATE_LIMITED')
   t.equal(up.hits(), 1)
+})
+
+// Hostile bodies: the work and the answer stay bounded whatever the client sends.
+
+const HOSTILE_ROUTES = `
+- id: bulk
+  method: POST
+  path: /api/bulk
+  policy: public
+  schema:
+    body:
+      type: object
+      properties:
+        items: { type: array, items: { type: integer } }
+  proxy: { service: backend, path: /bulk }
+- id: closed
+  method: POST
+  path: /api/closed
+  policy: public
+  schema:
+    body: { type: object, additionalProperties: false, properties: { a: { type: integer } } }
+  proxy: { service: backend, path: /closed }
+- id: wide
+  method: POST
+  path: /api/wide
+  policy: public
+  schema:
+    body:
+      type: object
+      properties: { ${Array.from({ length: 30 }, (_, i) => `f${i}: { type: integer }`).join(', ')} }
+  proxy: { service: backend, path: /wide }
+- id: ping
+  method: GET
+  path: /api/ping
+  policy: public
+  proxy: { service: backend, path: /ping }
+`
+
+const HOSTILE_CONFIG = 'server:\n  bodyLimit: 8mb\n'
+
+/** Most errors an answer lists, and a bound on its size that a full list would blow through. */
+const MAX_ERRORS = 10
+const SMALL_ANSWER = 4096
+
+t.test('a million wrong items: 400 with at most 10 errors in a small answer, and the event loop keeps serving', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, HOSTILE_ROUTES, HOSTILE_CONFIG) })
+  const port = await listen(app)
+  const hostile = Buffer.from(JSON.stringify({ items: Array(1e6).fill('x') }))
+  t.ok(hostile.length > 4_000_000, '4 MB of wrong items')
+
+  const loop = monitorEventLoopDelay({ resolution: 10 })
+  loop.enable()
+  const [res, innocent] = await Promise.all([
+    rawRequest(port, { method: 'POST', path: '/api/bulk', headers: JSON_TYPE, body: hostile }),
+    rawRequest(port, { path: '/api/ping' }),
+  ])
+  loop.disable()
+
+  const body = problem(t, { statusCode: res.status, headers: res.headers, body: res.body.toString('utf8') }, 400, 'VALIDATION_FAILED')
+  t.ok(res.body.length < SMALL_ANSWER, `a small answer (${res.body.length} bytes)`)
+  t.ok((body.errors ?? []).length >= 1 && (body.errors ?? []).length <= MAX_ERRORS, `1 to ${MAX_ERRORS} errors`)
+  t.match(body.errors?.[0], { field: 'body.items.0' })
+  t.equal(innocent.status, 201, 'the request beside it was served')
+  // Before the cap this stalled the loop for seconds; parsing 4 MB takes tens of ms.
+  const stallMs = loop.max / 1e6
+  t.ok(stallMs < 1000, `the event loop was never blocked for a second (longest: ${Math.round(stallMs)} ms)`)
+  t.equal(up.hits(), 1, 'only the innocent request reached the upstream')
+})
+
+t.test('80,000 unknown keys on additionalProperties: false: at most 10 errors in a small answer', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, HOSTILE_ROUTES, HOSTILE_CONFIG) })
+  const keys: Record<string, number> = {}
+  for (let i = 0; i < 80_000; i++) keys[`k${i}`] = 1
+  const res = await app.inject({ method: 'POST', url: '/api/closed', headers: JSON_TYPE, payload: JSON.stringify(keys) })
+  const body = problem(t, res, 400, 'VALIDATION_FAILED')
+  t.ok(res.body.length < SMALL_ANSWER, `a small answer (${res.body.length} bytes)`)
+  t.ok((body.errors ?? []).length <= MAX_ERRORS, `at most ${MAX_ERRORS} errors`)
+  t.equal(up.hits(), 0)
+})
+
+t.test('a small body failing in 30 fields lists the first 10, and the detail names only those', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, HOSTILE_ROUTES, HOSTILE_CONFIG) })
+  const payload = JSON.stringify(Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}`, 'not a number'])))
+  const body = problem(t, await app.inject({ method: 'POST', url: '/api/wide', headers: JSON_TYPE, payload }), 400, 'VALIDATION_FAILED')
+  t.equal(body.errors?.length, MAX_ERRORS, `exactly ${MAX_ERRORS} errors`)
+  t.equal(body.detail.split('; ').length, MAX_ERRORS, `the detail lists ${MAX_ERRORS}`)
+  t.equal(up.hits(), 0)
+})
+
+// Duplicate keys: JSON.parse keeps the last value, the upstream may keep the first.
+
+t.test('a JSON body naming a key twice in one object is 400 VALIDATION_FAILED naming the key, before the upstream', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': simpleConfig(up.url, `
+- id: order
+  method: POST
+  path: /api/orders
+  policy: public
+  schema:
+    body:
+      type: object
+      properties:
+        qty: { type: integer, maximum: 100 }
+  proxy: { service: backend, path: /orders }
+`),
+  })
+  const cases: Array<[string, string]> = [
+    ['{"qty":1000,"qty":1}', 'body.qty'],
+    ['{"qty":1000, "sku":"a",\n "qty" : 1}', 'body.qty'],
+    // Escapes are decoded before keys are compared: these are all "qty".
+    ['{"qty":1000,"q\\u0074y":1}', 'body.qty'],
+    ['{"\\u0071\\u0074\\u0079":1000,"qty":1}', 'body.qty'],
+    ['{"q\\"ty":1,"x":"\\"","q\\"ty":2}', 'body.q"ty'],
+    ['{"order":{"qty":1000,"qty":1}}', 'body.order.qty'],
+    ['{"lines":[{"qty":1},{"qty":1000,"qty":1}]}', 'body.lines.1.qty'],
+    ['{"a":[[{"b":{"c":1,"d":2,"c":3}}]]}', 'body.a.0.0.b.c'],
+    [`{${Array.from({ length: 50 }, (_, i) => `"k${i}":1`).join(',')},"k7":2}`, 'body.k7'],
+    ['[{"qty":1},{"qty":1,"qty":1}]', 'body.1.qty'],
+  ]
+  for (const [payload, field] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload })
+    const body = problem(t, res, 400, 'VALIDATION_FAILED')
+    t.same(body.errors, [{ field, message: 'is a duplicate key' }], payload)
+    t.equal(body.detail, `${field} is a duplicate key`)
+  }
+  // A key of 100,000 characters is named, not echoed whole.
+  const long = 'k'.repeat(100_000)
+  const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: `{"${long}":1,"${long}":2}` })
+  problem(t, res, 400, 'VALIDATION_FAILED')
+  t.ok(res.body.length < SMALL_ANSWER, `a small answer (${res.body.length} bytes)`)
+  t.equal(up.hits(), 0, 'nothing reached the upstream')
+
+  // The same key in different objects, and keys that only look alike, are fine and go upstream untouched.
+  const legit = [
+    '{"qty":1,"order":{"qty":2},"lines":[{"qty":3},{"qty":4}]}',
+    '{"qty":1,"Qty":2,"qty ":3,"q\\\\u0074y":4,"x":"\\"qty\\":1"}',
+    '{"a\\\\":1,"a":2,"":3,"\\u00e9":4,"e\\u0301":5}',
+  ]
+  for (const payload of legit) {
+    const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload })
+    t.equal(res.statusCode, 201, payload)
+    t.equal(up.seen.at(-1)?.body.toString('utf8'), payload, 'forwarded byte for byte')
+  }
+  t.equal(up.hits(), legit.length)
+})
+
+t.test('command routes and publish from: request refuse duplicate keys too, storing and forwarding nothing', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': simpleConfig(up.url, `
+- id: submit
+  method: POST
+  path: /api/commands
+  policy: public
+  command: { stream: commands, type: thing.requested }
+- id: create
+  method: POST
+  path: /api/created
+  policy: public
+  proxy: { service: backend, path: /created }
+  publish: { stream: created, type: thing.created, from: request }
+`, 'events: { sink: memory }\n'),
+  })
+  for (const url of ['/api/commands', '/api/created']) {
+    for (const payload of ['{"qty":1000,"qty":1}', '{"a":{"q\\u0074y":1,"qty":2}}']) {
+      const res = await app.inject({ method: 'POST', url, headers: JSON_TYPE, payload })
+      problem(t, res, 400, 'VALIDATION_FAILED')
+    }
+  }
+  t.equal(up.hits(), 0, 'nothing forwarded')
+  const sink = app.events?.sink as MemoryEventSink
+  t.equal(sink.streams.get('commands')?.length ?? 0, 0, 'no command stored')
+  t.equal(sink.streams.get('created')?.length ?? 0, 0, 'no event published')
+
+  const ok = await app.inject({ method: 'POST', url: '/api/commands', headers: JSON_TYPE, payload: '{"qty":1,"n":{"qty":2}}' })
+  t.equal(ok.statusCode, 202, 'a body without duplicates is accepted')
+  t.equal(sink.streams.get('commands')?.[0]?.event.body, '{"qty":1,"n":{"qty":2}}')
+})
+
+t.test('a body nested deeper than 1000 levels is 400 BAD_REQUEST before it is parsed; 1000 levels are fine', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': simpleConfig(up.url, `
+- id: any-json
+  method: POST
+  path: /api/any
+  policy: public
+  schema: { body: {} }
+  proxy: { service: backend, path: /any }
+`, HOSTILE_CONFIG),
+  })
+  for (const payload of ['['.repeat(500_000) + ']'.repeat(500_000), '{"a":'.repeat(1001) + '1' + '}'.repeat(1001), '['.repeat(1001)]) {
+    const res = await app.inject({ method: 'POST', url: '/api/any', headers: JSON_TYPE, payload })
+    const body = problem(t, res, 400, 'BAD_REQUEST')
+    t.match(body.detail, /1000 levels/)
+  }
+  t.equal(up.hits(), 0)
+  const fine = '{"a":'.repeat(999) + '[1]' + '}'.repeat(999)
+  const res = await app.inject({ method: 'POST', url: '/api/any', headers: JSON_TYPE, payload: fine })
+  t.equal(res.statusCode, 201)
+  t.equal(up.seen[0]?.body.toString(), fine, 'forwarded byte for byte')
 })
