@@ -49,6 +49,9 @@ function fieldOf (instancePath: string, params: Record<string, unknown>, context
 
 export function sendProblem (request: FastifyRequest, reply: FastifyReply, error: GatewayError): FastifyReply {
   if (error.headers !== undefined) reply.headers(error.headers)
+  // Refused before the client finished sending its body (413, a timeout):
+  // the rest of it is not worth reading on a kept-alive connection.
+  if (!request.raw.complete) reply.header('connection', 'close')
   return reply
     .code(error.status)
     .type(PROBLEM_CONTENT_TYPE)
