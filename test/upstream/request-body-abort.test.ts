@@ -176,7 +176,7 @@ t.test('a chunked upload that stalls is cut at the service timeout: 504, upstrea
   const elapsed = firstByteAt - started
   t.match(out, /^HTTP\/1\.1 504 /, 'the stalled upload gets 504')
   t.match(out, /"code":"UPSTREAM_TIMEOUT"/)
-  t.ok(elapsed >= 300 && elapsed < 450, `answered at the timeout (${elapsed} ms)`)
+  t.ok(elapsed >= 300 && elapsed < 700, `answered at the timeout, not a coarse tick later (${elapsed} ms)`)
   await up.waitAborted(1)
   t.equal(up.open(), 0, 'the upstream request was aborted')
 
