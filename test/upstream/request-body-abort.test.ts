@@ -202,3 +202,19 @@ t.test('a chunked body over the limit is 413 and the upstream request is aborted
   gw.child.kill('SIGTERM')
   t.same(await gw.exited, { code: 0, signal: null })
 })
+
+t.test('a content-length upload the client drops mid-way aborts the upstream request too', async t => {
+  const up = await countingUpstream()
+  t.teardown(up.close)
+  const { port, gw } = await startGateway(t, up.url)
+  const head = 'POST /pub/x HTTP/1.1\r\nHost: g\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\nhello'
+  await sendAndDrop(port, up, head, 0)
+  await sendAndDrop(port, up, head, 1)
+  await up.waitAborted(2)
+  t.equal(up.open(), 0)
+  const res = await request(`http://127.0.0.1:${port}/pub/y`, { headersTimeout: 3000 })
+  t.equal(res.statusCode, 200)
+  await res.body.dump()
+  gw.child.kill('SIGTERM')
+  t.same(await gw.exited, { code: 0, signal: null })
+})
