@@ -56,13 +56,15 @@ async function countingUpstream (): Promise<CountingUpstream> {
   }
 }
 
-async function startGateway (t: Test, upstream: string, timeout = '5s'): Promise<{ port: number, gw: ReturnType<typeof startCli> }> {
+async function startGateway (t: Test, upstream: string, timeout = '5s', requestTimeout = '30s'): Promise<{ port: number, gw: ReturnType<typeof startCli> }> {
   const port = await freePort()
   const dir = writeConfigFiles({
     'gateway.yaml': `server:
   host: 127.0.0.1
   port: ${port}
   shutdownTimeout: 5s
+  headersTimeout: 1s
+  requestTimeout: ${requestTimeout}
 services:
   core:
     urls: [${upstream}]
@@ -212,6 +214,26 @@ t.test('a content-length upload the client drops mid-way aborts the upstream req
   await sendAndDrop(port, up, head, 1)
   await up.waitAborted(2)
   t.equal(up.open(), 0)
+  const res = await request(`http://127.0.0.1:${port}/pub/y`, { headersTimeout: 3000 })
+  t.equal(res.statusCode, 200)
+  await res.body.dump()
+  gw.child.kill('SIGTERM')
+  t.same(await gw.exited, { code: 0, signal: null })
+})
+
+t.test('a chunked upload past the server requestTimeout: 408 problem+json, upstream aborted', async t => {
+  const up = await countingUpstream()
+  t.teardown(up.close)
+  // The service would wait 5 s; the server's requestTimeout (1 s) cuts the client first.
+  const { port, gw } = await startGateway(t, up.url, '5s', '1s')
+  const started = Date.now()
+  const { out, firstByteAt } = await sendRaw(port, [HEAD + '5\r\nhello\r\n'], { closeAfterMs: 4000 })
+  t.match(out, /^HTTP\/1\.1 408 /)
+  t.match(out, /content-type: application\/problem\+json/)
+  t.match(out, /"code":"REQUEST_TIMEOUT"/)
+  t.ok(firstByteAt - started < 2500, `408 within a second or so of requestTimeout (${firstByteAt - started} ms)`)
+  await up.waitAborted(1)
+  t.equal(up.open(), 0, 'the upstream request was aborted')
   const res = await request(`http://127.0.0.1:${port}/pub/y`, { headersTimeout: 3000 })
   t.equal(res.statusCode, 200)
   await res.body.dump()
