@@ -49,8 +49,18 @@ function fieldOf (instancePath: string, params: Record<string, unknown>, context
   return boundedField([context ?? 'body', ...parts].join('.'))
 }
 
+function bodyUnread (request: FastifyRequest): boolean {
+  const raw = request.raw
+  if (raw.complete) return false
+  const length = raw.headers['content-length']
+  return raw.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
+}
+
 export function sendProblem (request: FastifyRequest, reply: FastifyReply, error: GatewayError): FastifyReply {
   if (error.headers !== undefined) reply.headers(error.headers)
+  // Refused before the client finished sending its body (413, a timeout):
+  // the rest of it is not worth reading on a kept-alive connection.
+  if (bodyUnread(request)) reply.header('connection', 'close')
   return reply
     .code(error.status)
     .type(PROBLEM_CONTENT_TYPE)

@@ -26,6 +26,9 @@ import rateLimit from '../plugins/rate-limit.js'
 import health from '../plugins/health.js'
 import metricsPlugin from '../plugins/metrics.js'
 import tracingPlugin from '../plugins/tracing.js'
+import requestFraming from '../plugins/request-framing.js'
+import expectContinue from '../plugins/expect-continue.js'
+import { answerClientError, deferContinue, serverOptions } from './http-edge.js'
 import type { GatewayMetrics } from './metrics.js'
 
 export interface BuildOptions {
@@ -53,7 +56,9 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   const { server } = config
   const app = Fastify({
     ...(opts.logger !== undefined ? { loggerInstance: opts.logger } : { logger: false }),
-    ...(opts.serverFactory !== undefined ? { serverFactory: opts.serverFactory } : {}),
+    ...(opts.serverFactory !== undefined ? { serverFactory: opts.serverFactory } : { http: serverOptions(server.headersTimeout, server.requestTimeout) }),
+    // Parser errors (bad header line, 431, a slow client's 408) as problem+json.
+    clientErrorHandler: answerClientError,
     // Fastify's per-request lines are off: plugins/access-log writes one line per request instead.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     genReqId: genRequestId,
@@ -76,6 +81,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   })
   app.setValidatorCompiler(compileRouteValidator)
   app.server.headersTimeout = server.headersTimeout
+  if (opts.serverFactory === undefined) deferContinue(app.server)
 
   // Resources that outlive one config; a gateway built alone owns and closes them.
   const shared = opts.shared ?? new SharedResources(app.log)
@@ -104,12 +110,16 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
 
   await app.register(requestId)
   await app.register(errorHandler)
+  // Framing first (Host, version), then the request target that may be compared with Host.
+  await app.register(requestFraming)
   await app.register(requestTarget)
   await app.register(accessLog)
   await app.register(metricsPlugin, { metrics })
   if (tracing !== undefined) await app.register(tracingPlugin, { tracing })
   await app.register(auth)
   await app.register(rateLimit, { ...(redis !== undefined ? { redis } : {}), keyPrefix: config.redis.keyPrefix })
+  // After auth and the rate limit: its 100 Continue goes out only to requests that passed them.
+  await app.register(expectContinue)
   await app.register(health, {
     routes: plans.length,
     dependencies: () => ({ redis: redis?.state() ?? 'not configured', cache: cache.store.kind, events: sink?.kind ?? 'not configured' }),

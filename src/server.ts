@@ -5,8 +5,9 @@
 // on the one they started with, no connection is dropped, and services whose
 // settings did not change keep their pools, breakers and health (see
 // shared-resources.ts). An invalid new config is logged line by line and the
-// old one keeps serving. SIGTERM/SIGINT: stop accepting, drain (at most
-// server.shutdownTimeout), close, exit.
+// old one keeps serving. SIGTERM/SIGINT: stop accepting, close idle
+// keep-alive connections, answer what is in flight with `connection: close`,
+// exit as soon as drained (at most server.shutdownTimeout).
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { watch, type FSWatcher } from 'node:fs'
@@ -22,6 +23,7 @@ import type { GatewayConfig } from './config/types.js'
 import { SharedResources } from './shared-resources.js'
 import { serveWorker } from './cluster.js'
 import { AggregatorRegistry } from 'prom-client'
+import { answerClientError, deferContinue, serverOptions } from './http-edge.js'
 
 export interface StartOptions {
   configFile: string
@@ -42,8 +44,24 @@ function settle (this: TrackedResponse): void {
   const gen = this[GENERATION]
   if (gen === undefined) return
   this[GENERATION] = undefined
-  gen.inflight--
-  if (gen.inflight === 0) gen.onDrained?.()
+  gen.inflight.delete(this)
+  if (gen.inflight.size === 0) gen.onDrained?.()
+}
+
+/**
+ * Once stopping, a response closes its connection when done: `connection:
+ * close` if its headers are still to be written, else its socket ends after
+ * the last byte. A keep-alive client then reconnects elsewhere instead of
+ * sending its next request to a gateway that is going away.
+ */
+function closeWhenDone (res: ServerResponse): void {
+  if (!res.headersSent) {
+    res.shouldKeepAlive = false
+    res.setHeader('connection', 'close')
+    return
+  }
+  const socket = res.socket
+  if (socket !== null) res.once('finish', () => { socket.end() })
 }
 
 /** One config's app, and the requests it is still serving. */
@@ -51,7 +69,7 @@ interface Generation {
   app: FastifyInstance
   config: GatewayConfig
   handler: Handler
-  inflight: number
+  inflight: Set<ServerResponse>
   onDrained?: () => void
 }
 
@@ -81,15 +99,22 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
   }
 
   let current = await buildGeneration(first.config, shared, log)
-  const server = createServer((req, res) => {
+  /** Generations with requests in flight: the current one and any still draining after a reload. */
+  const serving = new Set<Generation>([current])
+  let stopping = false
+  const server = createServer(serverOptions(first.config.server.headersTimeout, first.config.server.requestTimeout), (req, res) => {
     const gen = current
-    gen.inflight++
+    gen.inflight.add(res)
     // One shared listener (no closure per request); the response remembers its generation.
     ;(res as TrackedResponse)[GENERATION] = gen
     res.on('close', settle)
+    // A request that arrived on a kept-alive connection after SIGTERM.
+    if (stopping) closeWhenDone(res)
     gen.handler(req, res)
   })
   applyServerTimeouts(server, first.config)
+  server.on('clientError', answerClientError)
+  deferContinue(server)
 
   let admin: FastifyInstance | undefined
   const addresses: string[] = []
@@ -148,11 +173,13 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
     }
     const old = current
     current = next
+    serving.add(next)
     applyServerTimeouts(server, next.config)
     log.info({ routes: next.config.routes.length }, 'config reloaded')
     // The old app closes when its last request finishes (bounded); then
     // whatever the new config no longer names is closed too.
     void drain(old, next.config.server.shutdownTimeout).then(async () => {
+      serving.delete(old)
       await old.app.close()
       await shared.releaseUnused(new Set(next.config.services.keys()), next.config.redis.url)
     })
@@ -170,6 +197,8 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
     log,
     stop: async () => {
       for (const w of watcher) w.close()
+      stopping = true
+      for (const gen of serving) for (const res of gen.inflight) closeWhenDone(res)
       await new Promise<void>(resolve => {
         server.close(() => { resolve() })
         // Keep-alive connections go as soon as they are idle, not at their timeout.
@@ -194,11 +223,11 @@ async function buildGeneration (config: GatewayConfig, shared: SharedResources, 
   })
   await app.ready()
   if (handler === undefined) throw new Error('the gateway app did not expose its request handler')
-  return { app, config, handler, inflight: 0 }
+  return { app, config, handler, inflight: new Set() }
 }
 
 async function drain (gen: Generation, timeout: number): Promise<void> {
-  if (gen.inflight === 0) return
+  if (gen.inflight.size === 0) return
   await new Promise<void>(resolve => {
     const timer = setTimeout(resolve, timeout)
     gen.onDrained = () => { clearTimeout(timer); resolve() }

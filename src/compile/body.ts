@@ -24,8 +24,34 @@ export function streamingBodyParser (limit: number): RawBodyParser {
       done(null, payload)
       return
     }
-    done(null, payload.pipe(new LimitStream(limit)))
+    done(null, limitedBody(payload, limit))
   }
+}
+
+/**
+ * The chunked body as undici reads it. `pipe` forwards data only: a client
+ * that goes away mid-body, a malformed chunk (the socket is destroyed) or
+ * Node's requestTimeout would leave this stream open forever, and undici
+ * with it, holding a pooled connection. So every bad end of the client's
+ * body destroys this stream too, and undici then aborts the upstream request.
+ */
+function limitedBody (payload: IncomingMessage, limit: number): LimitStream {
+  const body = new LimitStream(limit)
+  payload.on('error', (err) => { body.destroy(err) })
+  payload.on('close', () => {
+    if (!payload.complete && !body.destroyed) body.destroy(new GatewayError('BAD_REQUEST', 'the request body was cut off'))
+  })
+  // The other way round: undici dropped the body (413, upstream gone, the
+  // call's timeout). Node drains an unread body itself, but not one that was
+  // piped, so the socket would stay paused mid-body and never see the client
+  // close. Discard the rest; the error answer closes the connection.
+  body.on('close', () => {
+    if (payload.complete || payload.destroyed) return
+    payload.unpipe(body)
+    payload.resume()
+  })
+  payload.pipe(body)
+  return body
 }
 
 class LimitStream extends Transform {

@@ -63,7 +63,10 @@ export function createInstancePool (service: string, url: string, options: PoolO
           path: prefix + req.path,
           headers: req.headers,
           body: req.body ?? null,
-          headersTimeout: req.timeout,
+          // The call's own timer (ResponseHandler) bounds the wait for the
+          // answer; undici's timers tick at 0.5-1 s and would fire late.
+          headersTimeout: 0,
+          // Between chunks of a streamed answer, after the deadline is cleared.
           bodyTimeout: req.timeout,
         }, new ResponseHandler(service, url, req, resolve, reject))
       })
@@ -87,14 +90,27 @@ type Abort = (reason?: Error) => void
 const EMPTY = Buffer.alloc(0)
 function ignore (): void {}
 
+function timeUp (handler: ResponseHandler): void {
+  handler.onDeadline()
+}
+
 /**
  * One call's undici handler (the dispatcher's callback interface). It is
  * also the abort signal's listener (`handleEvent`), so a call needs no
  * closures beyond the promise's own.
+ *
+ * The call's deadline is one timer, armed at dispatch: it runs while the
+ * request waits for a pooled connection, while its body is sent (a client
+ * upload that stalls stalls the call) and until the answer's headers, or
+ * its last byte for a buffered answer. It aborts the dispatch, which also
+ * destroys the request body undici is reading.
  */
 class ResponseHandler {
   private abort: Abort | undefined
   private signal: CancelSignal | undefined
+  private timer: NodeJS.Timeout | undefined
+  /** Why the call was ended before undici offered its abort (queued for a connection). */
+  private cancelled: Error | undefined
   private statusCode = 0
   private headers: IncomingHttpHeaders = {}
   /** Buffered mode: the chunks so far. */
@@ -111,10 +127,12 @@ class ResponseHandler {
     private readonly reject: (err: GatewayError) => void,
   ) {
     if (req.signal !== undefined) this.signal = req.signal
+    if (req.timeout > 0) this.timer = setTimeout(timeUp, req.timeout, this)
   }
 
   onConnect (abort: Abort): void {
     this.abort = abort
+    if (this.cancelled !== undefined) { abort(this.cancelled); return }
     const signal = this.signal
     if (signal === undefined) return
     if (signal.aborted) abort(signal.reason as Error)
@@ -126,6 +144,16 @@ class ResponseHandler {
     this.abort?.(this.signal?.reason as Error)
   }
 
+  /** The call's timeout passed without an answer. */
+  onDeadline (): void {
+    this.timer = undefined
+    const err = new GatewayError('UPSTREAM_TIMEOUT', `service "${this.service}" did not answer in time`)
+    if (this.abort !== undefined) { this.abort(err); return }
+    // Still waiting for a connection: answer now, abort once undici dispatches it.
+    this.cancelled = err
+    this.onError(err)
+  }
+
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
     this.statusCode = statusCode
     const headers = util.parseHeaders(rawHeaders) as IncomingHttpHeaders
@@ -133,6 +161,7 @@ class ResponseHandler {
     if (statusCode === 204 || statusCode === 304) {
       // No body follows, whatever content-length says (RFC 9110 allows one on
       // a 304, and undici then reports a length mismatch): answer now.
+      this.clearDeadline()
       this.settled = true
       this.resolve({ statusCode, headers, body: EMPTY, instance: this.instance })
       return true
@@ -142,6 +171,9 @@ class ResponseHandler {
       this.chunks = []
       return true
     }
+    // A streamed answer is handed over now; from here on undici's bodyTimeout
+    // bounds each pause between chunks.
+    this.clearDeadline()
     const stream = new UpstreamBody(resume, this)
     this.stream = stream
     this.settled = true
@@ -195,7 +227,14 @@ class ResponseHandler {
   }
 
   private release (): void {
+    this.clearDeadline()
     this.signal?.removeEventListener('abort', this)
+  }
+
+  private clearDeadline (): void {
+    if (this.timer === undefined) return
+    clearTimeout(this.timer)
+    this.timer = undefined
   }
 }
 

@@ -1,0 +1,73 @@
+// A service timeout holds to a few ms on proxy routes: the call arms its own
+// timer instead of relying on undici's coarse headers/body timers (which
+// fired 100 ms timeouts after about a second).
+import t from 'tap'
+import { request } from 'undici'
+import { startUpstream } from '../helpers/upstream.js'
+import { buildFromFiles } from '../helpers/gateway.js'
+import { listen } from '../helpers/http.js'
+
+for (const [label, ms] of [['100ms', 100], ['250ms', 250], ['1s', 1000]] as const) {
+  t.test(`a ${label} service timeout answers 504 UPSTREAM_TIMEOUT at the timeout`, async t => {
+    // Never answers: the request reaches it and hangs.
+    const up = await startUpstream(() => {})
+    t.teardown(up.close)
+    const app = await buildFromFiles(t, {
+      'gateway.yaml': `services:
+  hang:
+    urls: [${up.url}]
+    timeout: ${label}
+    retries: 0
+policies:
+  public: { auth: none }
+routes:
+  - id: hang
+    path: /hang
+    policy: public
+    proxy: { service: hang }
+`,
+    })
+    const port = await listen(app)
+    const started = performance.now()
+    const res = await request(`http://127.0.0.1:${port}/hang`)
+    const elapsed = performance.now() - started
+    t.equal(res.statusCode, 504)
+    t.match(res.headers['content-type'], /^application\/problem\+json/)
+    t.match(await res.body.json(), { code: 'UPSTREAM_TIMEOUT', status: 504 })
+    t.ok(elapsed >= ms, `not before the timeout (${elapsed.toFixed(0)} ms)`)
+    t.ok(elapsed < ms + 100, `within 100 ms of the timeout (${elapsed.toFixed(0)} ms for ${ms} ms)`)
+    t.equal(up.hits(), 1, 'the upstream got the request')
+  })
+}
+
+t.test('a timeout that passes while the call waits for a pooled connection is 504 on time too', async t => {
+  const up = await startUpstream(() => {})
+  t.teardown(up.close)
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': `services:
+  hang:
+    urls: [${up.url}]
+    timeout: 200ms
+    connections: 1
+    retries: 0
+policies:
+  public: { auth: none }
+routes:
+  - id: hang
+    path: /hang
+    policy: public
+    proxy: { service: hang }
+`,
+  })
+  const port = await listen(app)
+  const first = request(`http://127.0.0.1:${port}/hang`)
+  while (up.hits() === 0) await new Promise(resolve => setTimeout(resolve, 5))
+  // The one connection is busy: this call queues behind it.
+  const started = performance.now()
+  const res = await request(`http://127.0.0.1:${port}/hang`)
+  const elapsed = performance.now() - started
+  t.equal(res.statusCode, 504)
+  t.match(await res.body.json(), { code: 'UPSTREAM_TIMEOUT' })
+  t.ok(elapsed >= 150 && elapsed < 300, `the queued call timed out on its own clock (${elapsed.toFixed(0)} ms)`)
+  t.equal((await first).statusCode, 504)
+})
