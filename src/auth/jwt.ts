@@ -41,14 +41,10 @@ export function createTokenVerifier (cfg: JwtConfig): TokenVerifier {
     : undefined
   let asym: Verify | undefined
   if (keyAlgorithms.length > 0 && cfg.publicKey !== undefined) {
+    // The key only changes with the config, and a reload builds a new verifier (and cache).
     asym = createVerifier({ ...common, key: cfg.publicKey, algorithms: keyAlgorithms as never })
   } else if (keyAlgorithms.length > 0 && cfg.jwksUrl !== undefined) {
-    const jwks = new JwksKeySource(cfg.jwksUrl, { cacheTtl: cfg.jwksCacheTtl, minRefetchInterval: cfg.jwksMinRefetchInterval })
-    asym = createVerifier({
-      ...common,
-      algorithms: keyAlgorithms as never,
-      key: async (decoded: { header: Record<string, unknown> }) => await jwks.getKey(decoded.header.kid as string | undefined, String(decoded.header.alg)),
-    })
+    asym = createJwksVerifier(new JwksKeySource(cfg.jwksUrl, { cacheTtl: cfg.jwksCacheTtl, minRefetchInterval: cfg.jwksMinRefetchInterval }), { ...common, algorithms: keyAlgorithms as never })
   }
 
   return async function verifyToken (token) {
@@ -64,6 +60,31 @@ export function createTokenVerifier (cfg: JwtConfig): TokenVerifier {
     } catch (err) {
       throw toInvalidToken(err)
     }
+  }
+}
+
+/**
+ * Verification against a JWKS key set. A cached verification skips the key
+ * lookup, so the key set's age is checked before the cache is asked: the
+ * first request after `jwksCacheTtl` refetches the set, and when a key was
+ * withdrawn or replaced the verifier (with its cache) is rebuilt, so no
+ * token signed with it passes again.
+ */
+function createJwksVerifier (jwks: JwksKeySource, options: Parameters<typeof createVerifier>[0]): (token: string) => Promise<unknown> {
+  const build = (): ((token: string) => Promise<unknown>) => createVerifier({
+    ...options,
+    key: async (decoded: { header: Record<string, unknown> }) => await jwks.getKey(decoded.header.kid as string | undefined, String(decoded.header.alg)),
+  })
+  let verifier = build()
+  let generation = jwks.generation
+  return async function verifyWithJwks (token) {
+    const due = jwks.refreshIfDue()
+    if (due !== undefined) await due
+    if (jwks.generation !== generation) {
+      generation = jwks.generation
+      verifier = build()
+    }
+    return await verifier(token)
   }
 }
 

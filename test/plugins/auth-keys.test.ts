@@ -236,3 +236,69 @@ t.test('JWKS: an expired key set is refetched when the IdP is healthy, even with
   t.equal(idp.fetches(), 2, 'one refresh after the TTL')
   t.equal(up.hits(), 2)
 })
+
+/** Sends the same token until it is refused (or the deadline passes); returns the last answer and when it came. */
+async function untilRefused (app: FastifyInstance, token: string, deadlineMs: number): Promise<{ res: Awaited<ReturnType<typeof call>>, at: number }> {
+  const deadline = Date.now() + deadlineMs
+  for (;;) {
+    const res = await call(app, token)
+    if (res.statusCode !== 200 || Date.now() > deadline) return { res, at: Date.now() }
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+t.test('JWKS revocation: a token verified (and cached) before its key left the set is refused once the set is refetched', async t => {
+  const up = await upstream(t)
+  const idp = await startJwks(t, [jwk(rsa, 'k1', 'RS256'), jwk(ec, 'e1', 'ES256')])
+  const app = await buildFromFiles(t, jwksGateway(up.url, idp.url, { jwksCacheTtl: '200ms', jwksMinRefetchInterval: '1m' }))
+  const revoked = sign(rsa, 'k1', { sub: 'revoked-key-user' })
+  const kept = sign(ec, 'e1', { sub: 'kept-key-user' }, 'ES256')
+  for (let i = 0; i < 3; i++) {
+    t.equal((await call(app, revoked)).statusCode, 200, `k1 token, call ${i + 1}`)
+    t.equal((await call(app, kept)).statusCode, 200, `e1 token, call ${i + 1}`)
+  }
+  const fetchedBefore = idp.fetches()
+
+  idp.setKeys([jwk(ec, 'e1', 'ES256')]) // the IdP withdraws k1
+  const removedAt = Date.now()
+  const { res, at } = await untilRefused(app, revoked, 5000)
+  expectProblem(t, res, 401, 'UNAUTHENTICATED', 'the cached token of the withdrawn key')
+  t.match(String(res.headers['www-authenticate']), /error="invalid_token"/)
+  t.ok(idp.fetches() > fetchedBefore, 'the key set was refetched')
+  t.ok(at - removedAt < 200 + 1500, `refused ${at - removedAt} ms after the withdrawal (jwksCacheTtl 200 ms)`)
+  expectProblem(t, await call(app, revoked), 401, 'UNAUTHENTICATED', 'and stays refused')
+
+  const hits = up.hits()
+  const still = await call(app, kept)
+  t.equal(still.statusCode, 200, 'the token of the key still published keeps working')
+  t.equal(up.hits(), hits + 1)
+  t.equal(up.seen.at(-1)?.headers['x-auth-sub'], 'kept-key-user')
+})
+
+t.test('JWKS revocation: a cached token of a key replaced under the same kid is refused after the refetch', async t => {
+  const up = await upstream(t)
+  const idp = await startJwks(t, [jwk(rsa, 'k1', 'RS256')])
+  const app = await buildFromFiles(t, jwksGateway(up.url, idp.url, { jwksCacheTtl: '200ms', jwksMinRefetchInterval: '1m' }))
+  const old = sign(rsa, 'k1', { sub: 'old-key-user' })
+  t.equal((await call(app, old)).statusCode, 200)
+  t.equal((await call(app, old)).statusCode, 200)
+
+  idp.setKeys([jwk(rsaOther, 'k1', 'RS256')])
+  const { res } = await untilRefused(app, old, 5000)
+  expectProblem(t, res, 401, 'UNAUTHENTICATED', 'token signed with the replaced key')
+  t.equal((await call(app, sign(rsaOther, 'k1', { sub: 'new-key-user' }))).statusCode, 200, 'the new key under k1 verifies')
+  t.equal(up.seen.at(-1)?.headers['x-auth-sub'], 'new-key-user')
+})
+
+t.test('JWKS: random unknown kids first do not lock out a published key', async t => {
+  const up = await upstream(t)
+  const idp = await startJwks(t, [jwk(rsa, 'k1', 'RS256'), jwk(ec, 'e1', 'ES256')])
+  const app = await buildFromFiles(t, jwksGateway(up.url, idp.url, { jwksMinRefetchInterval: '1m' }))
+  // The attacker's tokens arrive before any legitimate one (a fresh start, or right after a reload).
+  for (let i = 0; i < 5; i++) expectProblem(t, await call(app, sign(rsaOther, randomBytes(8).toString('hex'))), 401, 'UNAUTHENTICATED', `random kid ${i}`)
+  t.equal(idp.fetches(), 1, 'one fetch for all the unknown kids')
+  t.equal((await call(app, sign(rsa, 'k1'))).statusCode, 200, 'a token of the published RSA key passes within the refetch interval')
+  t.equal((await call(app, sign(ec, 'e1', {}, 'ES256'))).statusCode, 200, 'and one of the published EC key')
+  t.equal(idp.fetches(), 1, 'without another fetch')
+  t.equal(up.hits(), 2)
+})
