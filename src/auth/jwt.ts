@@ -25,8 +25,14 @@ export function createTokenVerifier (cfg: JwtConfig): TokenVerifier {
     ...(cfg.audience !== undefined ? { allowedAud: cfg.audience } : {}),
     // fast-jwt checks iss/aud only when the token carries them; a configured
     // issuer or audience must also be present, or leaving it out would pass.
-    // `sub` is the identity sent upstream and the key of per-user limits.
-    requiredClaims: ['sub', ...(cfg.issuer !== undefined ? ['iss'] : []), ...(cfg.audience !== undefined ? ['aud'] : [])],
+    // `sub` is the identity sent upstream and the key of per-user limits; a
+    // token without `exp` would stay valid forever.
+    requiredClaims: [
+      'sub',
+      ...(cfg.requireExp ? ['exp'] : []),
+      ...(cfg.issuer !== undefined ? ['iss'] : []),
+      ...(cfg.audience !== undefined ? ['aud'] : []),
+    ],
     clockTolerance: cfg.clockTolerance,
     // Verified tokens are cached (bounded), so a client reusing its token
     // costs one hash lookup; exp/nbf are still honoured by the cache.
@@ -130,5 +136,7 @@ function toInvalidToken (err: unknown): InvalidTokenError {
   if (err instanceof InvalidTokenError) return err
   if (err instanceof UnknownKeyError) return new InvalidTokenError('no key to verify this token')
   const code = (err as { code?: string }).code
+  // fast-jwt reports a non-numeric exp/nbf as a wrong claim value, like a foreign issuer.
+  if (code === TokenError.codes.invalidClaimValue && /^The (exp|nbf|iat) claim/.test((err as Error).message)) return new InvalidTokenError('token claims are malformed')
   return new InvalidTokenError((code !== undefined ? DETAILS[code] : undefined) ?? 'invalid token')
 }
