@@ -6,7 +6,10 @@ import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import { buildFromFiles } from '../helpers/gateway.js'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
+import { startGateway } from '../../src/server.js'
 import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
 import { authGateway, expectProblem } from '../helpers/auth.js'
 import { ecKeys, jwk, now, rsaKeys, signAsym, signHs, type Claims, type KeyPair } from '../helpers/jwt.js'
@@ -301,4 +304,27 @@ t.test('JWKS: random unknown kids first do not lock out a published key', async 
   t.equal((await call(app, sign(ec, 'e1', {}, 'ES256'))).statusCode, 200, 'and one of the published EC key')
   t.equal(idp.fetches(), 1, 'without another fetch')
   t.equal(up.hits(), 2)
+})
+
+t.test('publicKey file: a token cached before the key file changed is refused once the config is reloaded', async t => {
+  // Pins what the docs promise: a publicKey is read with the config, so a reload is what revokes it.
+  const up = await upstream(t)
+  const config = JSON.parse(authGateway({ upstream: up.url, auth: { jwt: { algorithms: ['RS256'], publicKey: 'keys/idp.pem', issuer: ISS, audience: AUD } }, policies: { user: { auth: 'jwt' } } })) as Record<string, unknown>
+  const dir = writeConfigFiles({ 'gateway.yaml': JSON.stringify({ ...config, server: { host: '127.0.0.1', port: 0 }, admin: { port: 0 } }), 'keys/idp.pem': rsa.publicPem })
+  const prevLevel = process.env.LOG_LEVEL
+  process.env.LOG_LEVEL = 'silent'
+  const gw = await startGateway({ configFile: join(dir, 'gateway.yaml'), demo: false })
+  if (prevLevel === undefined) delete process.env.LOG_LEVEL
+  else process.env.LOG_LEVEL = prevLevel
+  t.teardown(gw.stop)
+  const old = signAsym(good({ sub: 'old-key-user' }), rsa.privateKey, { alg: 'RS256' })
+  t.equal((await call(gw.app, old)).statusCode, 200)
+  t.equal((await call(gw.app, old)).statusCode, 200, 'served again (from the verified-token cache)')
+
+  writeFileSync(join(dir, 'keys/idp.pem'), rsaOther.publicPem)
+  t.equal((await call(gw.app, old)).statusCode, 200, 'before the reload the old key still verifies')
+  t.equal(await gw.reload(), true, 'the reload is accepted')
+  expectProblem(t, await call(gw.app, old), 401, 'UNAUTHENTICATED', 'after the reload, the token of the replaced key')
+  t.equal((await call(gw.app, signAsym(good({ sub: 'new-key-user' }), rsaOther.privateKey, { alg: 'RS256' }))).statusCode, 200, 'the new key verifies')
+  t.equal(up.seen.at(-1)?.headers['x-auth-sub'], 'new-key-user')
 })
