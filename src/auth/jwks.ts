@@ -56,6 +56,7 @@ export class JwksKeySource {
   refreshIfDue (): Promise<void> | undefined {
     const now = Date.now()
     if (this.fetchedAt !== 0 && now - this.fetchedAt <= this.opts.cacheTtl) return undefined
+    if (this.inflight !== undefined) return this.inflight.catch(() => {})
     const lastFailed = this.attemptedAt > this.fetchedAt
     if (lastFailed && now - this.attemptedAt < this.opts.minRefetchInterval) return undefined
     return this.refresh(true).catch(() => {})

@@ -72,9 +72,11 @@ export function createTokenVerifier (cfg: JwtConfig): TokenVerifier {
 /**
  * Verification against a JWKS key set. A cached verification skips the key
  * lookup, so the key set's age is checked before the cache is asked: the
- * first request after `jwksCacheTtl` refetches the set, and when a key was
- * withdrawn or replaced the verifier (with its cache) is rebuilt, so no
- * token signed with it passes again.
+ * first request after `jwksCacheTtl` starts a refetch, and once it has
+ * landed, if a key was withdrawn or replaced, the verifier (with its cache)
+ * is rebuilt, so no token signed with that key passes again. Cached answers
+ * do not wait for that fetch: a slow identity provider must not stall every
+ * request once per TTL (a cache miss does wait, in getKey).
  */
 function createJwksVerifier (jwks: JwksKeySource, options: Parameters<typeof createVerifier>[0]): (token: string) => Promise<unknown> {
   const build = (): ((token: string) => Promise<unknown>) => createVerifier({
@@ -84,8 +86,7 @@ function createJwksVerifier (jwks: JwksKeySource, options: Parameters<typeof cre
   let verifier = build()
   let generation = jwks.generation
   return async function verifyWithJwks (token) {
-    const due = jwks.refreshIfDue()
-    if (due !== undefined) await due
+    void jwks.refreshIfDue()
     if (jwks.generation !== generation) {
       generation = jwks.generation
       verifier = build()
