@@ -13,6 +13,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
+import { loadConfig } from '../../src/config/validate.js'
+import { ConfigError, formatProblem } from '../../src/config/problems.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { authGateway, expectProblem } from '../helpers/auth.js'
 import { jwk, now, rsaKeys, signAsym, signHs, unsigned, type Claims } from '../helpers/jwt.js'
@@ -292,6 +294,28 @@ t.test('auth.jwt.requireExp: false accepts a token without exp; sub rules and a 
   expectProblem(t, await get(app, '/user', { authorization: `Bearer ${signHs({ ...noExp, sub: '' }, SECRET)}` }), 401, 'UNAUTHENTICATED', 'empty sub')
   expectProblem(t, await get(app, '/user', { authorization: `Bearer ${signHs(good({ exp: now() - 3600 }), SECRET)}` }), 401, 'UNAUTHENTICATED', 'expired')
   t.equal(up.hits(), 1)
+})
+
+t.test('auth.jwt.requireExp that is not a boolean is a config error naming file, line and field', async t => {
+  const dir = writeConfigFiles({
+    'gateway.yaml': `services:
+  users: { urls: ['http://127.0.0.1:9'] }
+auth:
+  jwt:
+    secret: ${SECRET}
+    requireExp: "no"
+policies:
+  user: { auth: jwt }
+routes:
+  - { id: a, method: GET, path: /a, policy: user, proxy: { service: users } }
+`,
+  })
+  const file = join(dir, 'gateway.yaml')
+  let lines: string[] = []
+  try { loadConfig(file) } catch (err) { if (err instanceof ConfigError) lines = err.problems.map(formatProblem); else throw err }
+  t.equal(lines.length, 1, lines.join('\n'))
+  t.match(lines[0], new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:6: auth\\.jwt\\.requireExp: `))
+  t.match(lines[0], /boolean|true or false/, 'says what the value must be')
 })
 
 t.test('every method of a jwt route is protected, HEAD and POST with a body included', async t => {
