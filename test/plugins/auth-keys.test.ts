@@ -328,3 +328,22 @@ t.test('publicKey file: a token cached before the key file changed is refused on
   t.equal((await call(gw.app, signAsym(good({ sub: 'new-key-user' }), rsaOther.privateKey, { alg: 'RS256' }))).statusCode, 200, 'the new key verifies')
   t.equal(up.seen.at(-1)?.headers['x-auth-sub'], 'new-key-user')
 })
+
+t.test('JWKS: a hanging identity provider does not stall cached tokens when the key set comes due', async t => {
+  const up = await upstream(t)
+  const idp = await startJwks(t, [jwk(rsa, 'k1', 'RS256')])
+  const app = await buildFromFiles(t, jwksGateway(up.url, idp.url, { jwksCacheTtl: '100ms', jwksMinRefetchInterval: '1m' }))
+  const token = sign(rsa, 'k1')
+  t.equal((await call(app, token)).statusCode, 200)
+  t.equal(idp.fetches(), 1)
+
+  idp.setHandler(() => { /* accepts the request and never answers */ })
+  await new Promise(resolve => setTimeout(resolve, 150)) // let the key set's TTL pass
+  const started = Date.now()
+  const res = await call(app, token)
+  const took = Date.now() - started
+  t.equal(res.statusCode, 200, 'the cached verification answers')
+  t.ok(took < 1000, `answered in ${took} ms, not after the 3 s JWKS fetch timeout`)
+  t.equal(idp.fetches(), 2, 'the refetch was started')
+  t.equal(up.hits(), 2)
+})
