@@ -75,9 +75,12 @@ export class JwksKeySource {
   private async fetchKeys (keepOnFailure: boolean): Promise<void> {
     this.attemptedAt = Date.now()
     try {
-      const res = await request(this.url, { headersTimeout: this.opts.fetchTimeout ?? 3000, bodyTimeout: this.opts.fetchTimeout ?? 3000 })
+      // One deadline for the whole exchange: undici's body timeout is per chunk,
+      // so a provider dripping bytes would hold the fetch (and revocation) forever.
+      const timeout = this.opts.fetchTimeout ?? 3000
+      const res = await request(this.url, { headersTimeout: timeout, bodyTimeout: timeout, signal: AbortSignal.timeout(timeout) })
       if (res.statusCode !== 200) { await res.body.dump(); throw new Error(`JWKS answered ${res.statusCode}`) }
-      const body = await res.body.json() as { keys?: Array<JsonWebKey & { kid?: string, use?: string, alg?: string }> }
+      const body = JSON.parse(await readCapped(res.body, MAX_JWKS_BYTES)) as { keys?: Array<JsonWebKey & { kid?: string, use?: string, alg?: string }> }
       const keys = new Map<string, Key>()
       for (const jwk of body.keys ?? []) {
         if (jwk.use === 'enc') continue
@@ -93,6 +96,20 @@ export class JwksKeySource {
       if (!keepOnFailure || this.keys.size === 0) throw err
     }
   }
+}
+
+/** A key set is a few kB; anything this large is not one. */
+const MAX_JWKS_BYTES = 1024 * 1024
+
+async function readCapped (body: AsyncIterable<Buffer>, max: number): Promise<string> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body) {
+    size += chunk.length
+    if (size > max) throw new Error('JWKS response too large')
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks).toString('utf8')
 }
 
 /** Whether a key of `before` is missing from `after` or differs there. */

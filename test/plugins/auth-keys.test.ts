@@ -347,3 +347,31 @@ t.test('JWKS: a hanging identity provider does not stall cached tokens when the 
   t.equal(idp.fetches(), 2, 'the refetch was started')
   t.equal(up.hits(), 2)
 })
+
+t.test('JWKS: a provider that drips its answer is cut off at the fetch timeout; an oversized key set is refused', async t => {
+  const up = await upstream(t)
+  const drip = await startJwks(t, [])
+  drip.setHandler(res => {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.write('{"keys": [')
+    // One byte every 300 ms keeps undici's per-chunk body timeout from ever firing.
+    const timer = setInterval(() => res.write(' '), 300)
+    const end = setTimeout(() => { clearInterval(timer); res.end(`${JSON.stringify(jwk(rsa, 'k1', 'RS256'))}]}`) }, 8000)
+    res.on('close', () => { clearInterval(timer); clearTimeout(end) })
+  })
+  const app = await buildFromFiles(t, jwksGateway(up.url, drip.url))
+  const started = Date.now()
+  const res = await call(app, sign(rsa, 'k1'))
+  const took = Date.now() - started
+  expectProblem(t, res, 401, 'UNAUTHENTICATED', 'no key set within the fetch timeout')
+  t.ok(took < 3000 + 1000, `refused after ${took} ms (fetch timeout 3 s)`)
+
+  const huge = await startJwks(t, [])
+  huge.setHandler(res => {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(`{"keys": [${JSON.stringify(jwk(rsa, 'k1', 'RS256'))}], "padding": "${'x'.repeat(2 * 1024 * 1024)}"}`)
+  })
+  const big = await buildFromFiles(t, jwksGateway(up.url, huge.url))
+  expectProblem(t, await call(big, sign(rsa, 'k1')), 401, 'UNAUTHENTICATED', 'a 2 MB key set is not loaded')
+  t.equal(up.hits(), 0)
+})
