@@ -137,6 +137,9 @@ function toInvalidToken (err: unknown): InvalidTokenError {
   if (err instanceof InvalidTokenError) return err
   if (err instanceof UnknownKeyError) return new InvalidTokenError('no key to verify this token')
   const code = (err as { code?: string }).code
+  // The claim names come from our own requiredClaims list, never from the token.
+  const missing = code === TokenError.codes.missingRequiredClaim ? /^The (sub|exp|iss|aud) claim is required/.exec((err as Error).message) : null
+  if (missing !== null) return new InvalidTokenError(`token lacks the ${missing[1]} claim`)
   // fast-jwt reports a non-numeric exp/nbf as a wrong claim value, like a foreign issuer.
   if (code === TokenError.codes.invalidClaimValue && /^The (exp|nbf|iat) claim/.test((err as Error).message)) return new InvalidTokenError('token claims are malformed')
   return new InvalidTokenError((code !== undefined ? DETAILS[code] : undefined) ?? 'invalid token')
