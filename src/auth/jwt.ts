@@ -25,8 +25,14 @@ export function createTokenVerifier (cfg: JwtConfig): TokenVerifier {
     ...(cfg.audience !== undefined ? { allowedAud: cfg.audience } : {}),
     // fast-jwt checks iss/aud only when the token carries them; a configured
     // issuer or audience must also be present, or leaving it out would pass.
-    // `sub` is the identity sent upstream and the key of per-user limits.
-    requiredClaims: ['sub', ...(cfg.issuer !== undefined ? ['iss'] : []), ...(cfg.audience !== undefined ? ['aud'] : [])],
+    // `sub` is the identity sent upstream and the key of per-user limits; a
+    // token without `exp` would stay valid forever.
+    requiredClaims: [
+      'sub',
+      ...(cfg.requireExp ? ['exp'] : []),
+      ...(cfg.issuer !== undefined ? ['iss'] : []),
+      ...(cfg.audience !== undefined ? ['aud'] : []),
+    ],
     clockTolerance: cfg.clockTolerance,
     // Verified tokens are cached (bounded), so a client reusing its token
     // costs one hash lookup; exp/nbf are still honoured by the cache.
@@ -41,14 +47,10 @@ export function createTokenVerifier (cfg: JwtConfig): TokenVerifier {
     : undefined
   let asym: Verify | undefined
   if (keyAlgorithms.length > 0 && cfg.publicKey !== undefined) {
+    // The key only changes with the config, and a reload builds a new verifier (and cache).
     asym = createVerifier({ ...common, key: cfg.publicKey, algorithms: keyAlgorithms as never })
   } else if (keyAlgorithms.length > 0 && cfg.jwksUrl !== undefined) {
-    const jwks = new JwksKeySource(cfg.jwksUrl, { cacheTtl: cfg.jwksCacheTtl, minRefetchInterval: cfg.jwksMinRefetchInterval })
-    asym = createVerifier({
-      ...common,
-      algorithms: keyAlgorithms as never,
-      key: async (decoded: { header: Record<string, unknown> }) => await jwks.getKey(decoded.header.kid as string | undefined, String(decoded.header.alg)),
-    })
+    asym = createJwksVerifier(new JwksKeySource(cfg.jwksUrl, { cacheTtl: cfg.jwksCacheTtl, minRefetchInterval: cfg.jwksMinRefetchInterval }), { ...common, algorithms: keyAlgorithms as never })
   }
 
   return async function verifyToken (token) {
@@ -64,6 +66,32 @@ export function createTokenVerifier (cfg: JwtConfig): TokenVerifier {
     } catch (err) {
       throw toInvalidToken(err)
     }
+  }
+}
+
+/**
+ * Verification against a JWKS key set. A cached verification skips the key
+ * lookup, so the key set's age is checked before the cache is asked: the
+ * first request after `jwksCacheTtl` starts a refetch, and once it has
+ * landed, if a key was withdrawn or replaced, the verifier (with its cache)
+ * is rebuilt, so no token signed with that key passes again. Cached answers
+ * do not wait for that fetch: a slow identity provider must not stall every
+ * request once per TTL (a cache miss does wait, in getKey).
+ */
+function createJwksVerifier (jwks: JwksKeySource, options: Parameters<typeof createVerifier>[0]): (token: string) => Promise<unknown> {
+  const build = (): ((token: string) => Promise<unknown>) => createVerifier({
+    ...options,
+    key: async (decoded: { header: Record<string, unknown> }) => await jwks.getKey(decoded.header.kid as string | undefined, String(decoded.header.alg)),
+  })
+  let verifier = build()
+  let generation = jwks.generation
+  return async function verifyWithJwks (token) {
+    void jwks.refreshIfDue()
+    if (jwks.generation !== generation) {
+      generation = jwks.generation
+      verifier = build()
+    }
+    return await verifier(token)
   }
 }
 
@@ -109,5 +137,10 @@ function toInvalidToken (err: unknown): InvalidTokenError {
   if (err instanceof InvalidTokenError) return err
   if (err instanceof UnknownKeyError) return new InvalidTokenError('no key to verify this token')
   const code = (err as { code?: string }).code
+  // The claim names come from our own requiredClaims list, never from the token.
+  const missing = code === TokenError.codes.missingRequiredClaim ? /^The (sub|exp|iss|aud) claim is required/.exec((err as Error).message) : null
+  if (missing !== null) return new InvalidTokenError(`token lacks the ${missing[1]} claim`)
+  // fast-jwt reports a non-numeric exp/nbf as a wrong claim value, like a foreign issuer.
+  if (code === TokenError.codes.invalidClaimValue && /^The (exp|nbf|iat) claim/.test((err as Error).message)) return new InvalidTokenError('token claims are malformed')
   return new InvalidTokenError((code !== undefined ? DETAILS[code] : undefined) ?? 'invalid token')
 }

@@ -8,6 +8,7 @@ import type { ClaimValue, PolicyConfig } from '../config/types.js'
 import type { Identity } from '../identity.js'
 import { InvalidTokenError, type TokenVerifier } from '../auth/jwt.js'
 import type { ApiKeyLookup } from '../auth/api-key.js'
+import { identityFromClaims } from '../auth/token-identity.js'
 
 export interface CompiledPolicy {
   name: string
@@ -67,18 +68,11 @@ function compileAuthenticate (policy: PolicyConfig, deps: AuthDeps): CompiledPol
     }
     const token = bearerToken(header)
     if (token === undefined) throw invalidToken('expected "Authorization: Bearer <token>"')
-    let claims: Record<string, unknown>
     try {
-      claims = await verify(token)
+      return identityFromClaims(await verify(token), rolesClaim)
     } catch (err) {
       if (err instanceof InvalidTokenError) throw invalidToken(err.detail)
       throw err
-    }
-    return {
-      sub: typeof claims.sub === 'string' ? claims.sub : String(claims.sub ?? ''),
-      roles: listClaim(claims[rolesClaim]),
-      scopes: typeof claims.scope === 'string' ? claims.scope.split(' ').filter(s => s !== '') : listClaim(claims.scp),
-      claims,
     }
   }
 }
@@ -95,12 +89,6 @@ function invalidToken (detail: string): GatewayError {
   return new GatewayError('UNAUTHENTICATED', detail, {
     headers: { 'www-authenticate': `Bearer ${REALM}, error="invalid_token", error_description="${detail.replace(/"/g, '\'')}"` },
   })
-}
-
-function listClaim (v: unknown): string[] {
-  if (Array.isArray(v)) return v.filter((x): x is string => typeof x === 'string')
-  if (typeof v === 'string') return v.split(/[\s,]+/).filter(s => s !== '')
-  return []
 }
 
 function compileAuthorize (policy: PolicyConfig): CompiledPolicy['authorize'] {

@@ -124,6 +124,7 @@ const auth = {
         audience: stringOrList,
         clockTolerance: duration,
         rolesClaim: { type: 'string', minLength: 1 },
+        requireExp: { type: 'boolean' },
       },
     },
     apiKeys: {

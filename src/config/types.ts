@@ -69,6 +69,8 @@ export interface JwtConfig {
   audience?: string[]
   clockTolerance: number
   rolesClaim: string
+  /** Refuse tokens without `exp` (a token that never expires cannot be revoked by waiting). */
+  requireExp: boolean
 }
 
 export interface ApiKeyConfig {
@@ -253,6 +255,7 @@ export const DEFAULTS = {
     rolesClaim: 'roles',
     jwksCacheTtl: 600_000,
     jwksMinRefetchInterval: 30_000,
+    requireExp: true,
   },
   apiKeys: { header: 'x-api-key' },
   rateLimitKey: 'ip' as RateLimitKey,

@@ -111,6 +111,7 @@ interface RawJwt {
   audience?: string | string[]
   clockTolerance?: string | number
   rolesClaim?: string
+  requireExp?: boolean
 }
 
 interface RawService {
@@ -560,6 +561,7 @@ function normalizeAuth (raw: RawConfig, file: string, publicKeys: Map<string, st
       rolesClaim: j.rolesClaim ?? d.rolesClaim,
       jwksCacheTtl: parseDuration(j.jwksCacheTtl) ?? d.jwksCacheTtl,
       jwksMinRefetchInterval: parseDuration(j.jwksMinRefetchInterval) ?? d.jwksMinRefetchInterval,
+      requireExp: j.requireExp ?? d.requireExp,
     }
     if (j.secret !== undefined && j.secret !== '') jwt.secret = j.secret
     if (keyFile !== undefined) { jwt.publicKeyFile = keyFile; jwt.publicKey = publicKeys.get(keyFile) }

@@ -13,6 +13,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
+import { loadConfig } from '../../src/config/validate.js'
+import { ConfigError, formatProblem } from '../../src/config/problems.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { authGateway, expectProblem } from '../helpers/auth.js'
 import { jwk, now, rsaKeys, signAsym, signHs, unsigned, type Claims } from '../helpers/jwt.js'
@@ -231,6 +233,89 @@ t.test('claims cannot inject headers upstream: CR/LF and non-ASCII in sub and ro
   t.notMatch(String(h['x-auth-roles']), /admin|[\r\n]/, 'roles carry no injected value')
   t.match(String(h['x-auth-sub']), /^alice/, 'sub still recognisable')
   t.notMatch(String(h['x-auth-scopes']), /[^\x20-\x7e]/, 'non-ASCII scope encoded')
+})
+
+t.test('identity values that are not identities: signed tokens whose sub, roles, scopes or dates are not plain values get 401', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': authGateway({ upstream: up.url, auth: { jwt: HS_JWT }, policies: { user: { auth: 'jwt' } } }) })
+  const noExp = good()
+  delete noExp.exp
+  // [name, claims, what the detail names]
+  const cases: Array<[string, Claims, RegExp]> = [
+    ['empty sub', good({ sub: '' }), /sub/],
+    ['object sub', good({ sub: { id: 'admin' } }), /sub/],
+    ['array sub', good({ sub: ['bob', 'admin'] }), /sub/],
+    ['numeric sub', good({ sub: 42 }), /sub/],
+    ['boolean sub', good({ sub: true }), /sub/],
+    ['null sub', good({ sub: null }), /sub|claim/],
+    ['no exp', noExp, /lacks the exp claim/],
+    ['null exp', good({ exp: null }), /exp claim|claims are malformed/],
+    ['string exp', good({ exp: String(now() + 600) }), /claims are malformed/],
+    ['null nbf', good({ nbf: null }), /nbf|claims are malformed/],
+    ['string nbf', good({ nbf: '0' }), /claims are malformed/],
+    ['string iat', good({ iat: 'yesterday' }), /iat/],
+    ['roles as a string', good({ roles: 'admin' }), /roles/],
+    ['roles with a number', good({ roles: ['ops', 1] }), /roles/],
+    ['roles with an object', good({ roles: [{ name: 'admin' }] }), /roles/],
+    ['roles as an object', good({ roles: { admin: true } }), /roles/],
+    ['a role holding the separator', good({ roles: ['ops,admin'] }), /roles/],
+    ['an empty role', good({ roles: [''] }), /roles/],
+    ['scope as an array', good({ scope: ['orders:write'] }), /scope/],
+    ['scope as a number', good({ scope: 5 }), /scope/],
+    ['scp as a string', good({ scp: 'orders:write' }), /scp/],
+    ['scp with a number', good({ scp: ['orders:read', 1] }), /scp/],
+    ['an scp entry holding a space', good({ scp: ['orders:read orders:write'] }), /scp/],
+  ]
+  for (const [name, claims, detail] of cases) {
+    const res = await get(app, '/user', { authorization: `Bearer ${signHs(claims, SECRET)}` })
+    const body = expectProblem(t, res, 401, 'UNAUTHENTICATED', name)
+    t.match(String(res.headers['www-authenticate']), /^Bearer .*error="invalid_token"/, `${name}: invalid_token challenge`)
+    t.match(String(body.detail), detail, `${name}: the detail says what is wrong (${String(body.detail)})`)
+  }
+  t.equal(up.hits(), 0, 'none of them reached the upstream')
+
+  // Control: the well-formed variants pass, with the identity the upstream expects.
+  const ok = await get(app, '/user', { authorization: `Bearer ${signHs(good({ sub: 'bob', roles: ['ops'], scp: ['orders:read', 'orders:write'] }), SECRET)}` })
+  t.equal(ok.statusCode, 200)
+  t.equal(up.seen[0]?.headers['x-auth-sub'], 'bob')
+  t.equal(up.seen[0]?.headers['x-auth-roles'], 'ops')
+  t.equal(up.seen[0]?.headers['x-auth-scopes'], 'orders:read orders:write')
+  t.equal((await get(app, '/user', { authorization: `Bearer ${signHs(good({ roles: [], scope: '' }), SECRET)}` })).statusCode, 200, 'empty roles and scope are no roles and no scopes')
+})
+
+t.test('auth.jwt.requireExp: false accepts a token without exp; sub rules and a present exp still apply', async t => {
+  const up = await upstream(t)
+  const app = await buildFromFiles(t, { 'gateway.yaml': authGateway({ upstream: up.url, auth: { jwt: { ...HS_JWT, requireExp: false } }, policies: { user: { auth: 'jwt' } } }) })
+  const noExp = good({ sub: 'service-account' })
+  delete noExp.exp
+  const res = await get(app, '/user', { authorization: `Bearer ${signHs(noExp, SECRET)}` })
+  t.equal(res.statusCode, 200, 'no exp: accepted')
+  t.equal(up.seen[0]?.headers['x-auth-sub'], 'service-account')
+  expectProblem(t, await get(app, '/user', { authorization: `Bearer ${signHs({ ...noExp, sub: '' }, SECRET)}` }), 401, 'UNAUTHENTICATED', 'empty sub')
+  expectProblem(t, await get(app, '/user', { authorization: `Bearer ${signHs(good({ exp: now() - 3600 }), SECRET)}` }), 401, 'UNAUTHENTICATED', 'expired')
+  t.equal(up.hits(), 1)
+})
+
+t.test('auth.jwt.requireExp that is not a boolean is a config error naming file, line and field', async t => {
+  const dir = writeConfigFiles({
+    'gateway.yaml': `services:
+  users: { urls: ['http://127.0.0.1:9'] }
+auth:
+  jwt:
+    secret: ${SECRET}
+    requireExp: "no"
+policies:
+  user: { auth: jwt }
+routes:
+  - { id: a, method: GET, path: /a, policy: user, proxy: { service: users } }
+`,
+  })
+  const file = join(dir, 'gateway.yaml')
+  let lines: string[] = []
+  try { loadConfig(file) } catch (err) { if (err instanceof ConfigError) lines = err.problems.map(formatProblem); else throw err }
+  t.equal(lines.length, 1, lines.join('\n'))
+  t.match(lines[0], new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:6: auth\\.jwt\\.requireExp: `))
+  t.match(lines[0], /boolean|true or false/, 'says what the value must be')
 })
 
 t.test('every method of a jwt route is protected, HEAD and POST with a body included', async t => {

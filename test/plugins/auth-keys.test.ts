@@ -6,7 +6,10 @@ import { createServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import { buildFromFiles } from '../helpers/gateway.js'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
+import { startGateway } from '../../src/server.js'
 import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
 import { authGateway, expectProblem } from '../helpers/auth.js'
 import { ecKeys, jwk, now, rsaKeys, signAsym, signHs, type Claims, type KeyPair } from '../helpers/jwt.js'
@@ -235,4 +238,140 @@ t.test('JWKS: an expired key set is refetched when the IdP is healthy, even with
   t.equal((await call(app, sign(rsaOther, 'k1', { sub: 'new-key' }))).statusCode, 200, 'token from the new key')
   t.equal(idp.fetches(), 2, 'one refresh after the TTL')
   t.equal(up.hits(), 2)
+})
+
+/** Sends the same token until it is refused (or the deadline passes); returns the last answer and when it came. */
+async function untilRefused (app: FastifyInstance, token: string, deadlineMs: number): Promise<{ res: Awaited<ReturnType<typeof call>>, at: number }> {
+  const deadline = Date.now() + deadlineMs
+  for (;;) {
+    const res = await call(app, token)
+    if (res.statusCode !== 200 || Date.now() > deadline) return { res, at: Date.now() }
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+t.test('JWKS revocation: a token verified (and cached) before its key left the set is refused once the set is refetched', async t => {
+  const up = await upstream(t)
+  const idp = await startJwks(t, [jwk(rsa, 'k1', 'RS256'), jwk(ec, 'e1', 'ES256')])
+  const app = await buildFromFiles(t, jwksGateway(up.url, idp.url, { jwksCacheTtl: '200ms', jwksMinRefetchInterval: '1m' }))
+  const revoked = sign(rsa, 'k1', { sub: 'revoked-key-user' })
+  const kept = sign(ec, 'e1', { sub: 'kept-key-user' }, 'ES256')
+  for (let i = 0; i < 3; i++) {
+    t.equal((await call(app, revoked)).statusCode, 200, `k1 token, call ${i + 1}`)
+    t.equal((await call(app, kept)).statusCode, 200, `e1 token, call ${i + 1}`)
+  }
+  const fetchedBefore = idp.fetches()
+
+  idp.setKeys([jwk(ec, 'e1', 'ES256')]) // the IdP withdraws k1
+  const removedAt = Date.now()
+  const { res, at } = await untilRefused(app, revoked, 5000)
+  expectProblem(t, res, 401, 'UNAUTHENTICATED', 'the cached token of the withdrawn key')
+  t.match(String(res.headers['www-authenticate']), /error="invalid_token"/)
+  t.ok(idp.fetches() > fetchedBefore, 'the key set was refetched')
+  t.ok(at - removedAt < 200 + 1500, `refused ${at - removedAt} ms after the withdrawal (jwksCacheTtl 200 ms)`)
+  expectProblem(t, await call(app, revoked), 401, 'UNAUTHENTICATED', 'and stays refused')
+
+  const hits = up.hits()
+  const still = await call(app, kept)
+  t.equal(still.statusCode, 200, 'the token of the key still published keeps working')
+  t.equal(up.hits(), hits + 1)
+  t.equal(up.seen.at(-1)?.headers['x-auth-sub'], 'kept-key-user')
+})
+
+t.test('JWKS revocation: a cached token of a key replaced under the same kid is refused after the refetch', async t => {
+  const up = await upstream(t)
+  const idp = await startJwks(t, [jwk(rsa, 'k1', 'RS256')])
+  const app = await buildFromFiles(t, jwksGateway(up.url, idp.url, { jwksCacheTtl: '200ms', jwksMinRefetchInterval: '1m' }))
+  const old = sign(rsa, 'k1', { sub: 'old-key-user' })
+  t.equal((await call(app, old)).statusCode, 200)
+  t.equal((await call(app, old)).statusCode, 200)
+
+  idp.setKeys([jwk(rsaOther, 'k1', 'RS256')])
+  const { res } = await untilRefused(app, old, 5000)
+  expectProblem(t, res, 401, 'UNAUTHENTICATED', 'token signed with the replaced key')
+  t.equal((await call(app, sign(rsaOther, 'k1', { sub: 'new-key-user' }))).statusCode, 200, 'the new key under k1 verifies')
+  t.equal(up.seen.at(-1)?.headers['x-auth-sub'], 'new-key-user')
+})
+
+t.test('JWKS: random unknown kids first do not lock out a published key', async t => {
+  const up = await upstream(t)
+  const idp = await startJwks(t, [jwk(rsa, 'k1', 'RS256'), jwk(ec, 'e1', 'ES256')])
+  const app = await buildFromFiles(t, jwksGateway(up.url, idp.url, { jwksMinRefetchInterval: '1m' }))
+  // The attacker's tokens arrive before any legitimate one (a fresh start, or right after a reload).
+  for (let i = 0; i < 5; i++) expectProblem(t, await call(app, sign(rsaOther, randomBytes(8).toString('hex'))), 401, 'UNAUTHENTICATED', `random kid ${i}`)
+  t.equal(idp.fetches(), 1, 'one fetch for all the unknown kids')
+  t.equal((await call(app, sign(rsa, 'k1'))).statusCode, 200, 'a token of the published RSA key passes within the refetch interval')
+  t.equal((await call(app, sign(ec, 'e1', {}, 'ES256'))).statusCode, 200, 'and one of the published EC key')
+  t.equal(idp.fetches(), 1, 'without another fetch')
+  t.equal(up.hits(), 2)
+})
+
+t.test('publicKey file: a token cached before the key file changed is refused once the config is reloaded', async t => {
+  // Pins what the docs promise: a publicKey is read with the config, so a reload is what revokes it.
+  const up = await upstream(t)
+  const config = JSON.parse(authGateway({ upstream: up.url, auth: { jwt: { algorithms: ['RS256'], publicKey: 'keys/idp.pem', issuer: ISS, audience: AUD } }, policies: { user: { auth: 'jwt' } } })) as Record<string, unknown>
+  const dir = writeConfigFiles({ 'gateway.yaml': JSON.stringify({ ...config, server: { host: '127.0.0.1', port: 0 }, admin: { port: 0 } }), 'keys/idp.pem': rsa.publicPem })
+  const prevLevel = process.env.LOG_LEVEL
+  process.env.LOG_LEVEL = 'silent'
+  const gw = await startGateway({ configFile: join(dir, 'gateway.yaml'), demo: false })
+  if (prevLevel === undefined) delete process.env.LOG_LEVEL
+  else process.env.LOG_LEVEL = prevLevel
+  t.teardown(gw.stop)
+  const old = signAsym(good({ sub: 'old-key-user' }), rsa.privateKey, { alg: 'RS256' })
+  t.equal((await call(gw.app, old)).statusCode, 200)
+  t.equal((await call(gw.app, old)).statusCode, 200, 'served again (from the verified-token cache)')
+
+  writeFileSync(join(dir, 'keys/idp.pem'), rsaOther.publicPem)
+  t.equal((await call(gw.app, old)).statusCode, 200, 'before the reload the old key still verifies')
+  t.equal(await gw.reload(), true, 'the reload is accepted')
+  expectProblem(t, await call(gw.app, old), 401, 'UNAUTHENTICATED', 'after the reload, the token of the replaced key')
+  t.equal((await call(gw.app, signAsym(good({ sub: 'new-key-user' }), rsaOther.privateKey, { alg: 'RS256' }))).statusCode, 200, 'the new key verifies')
+  t.equal(up.seen.at(-1)?.headers['x-auth-sub'], 'new-key-user')
+})
+
+t.test('JWKS: a hanging identity provider does not stall cached tokens when the key set comes due', async t => {
+  const up = await upstream(t)
+  const idp = await startJwks(t, [jwk(rsa, 'k1', 'RS256')])
+  const app = await buildFromFiles(t, jwksGateway(up.url, idp.url, { jwksCacheTtl: '100ms', jwksMinRefetchInterval: '1m' }))
+  const token = sign(rsa, 'k1')
+  t.equal((await call(app, token)).statusCode, 200)
+  t.equal(idp.fetches(), 1)
+
+  idp.setHandler(() => { /* accepts the request and never answers */ })
+  await new Promise(resolve => setTimeout(resolve, 150)) // let the key set's TTL pass
+  const started = Date.now()
+  const res = await call(app, token)
+  const took = Date.now() - started
+  t.equal(res.statusCode, 200, 'the cached verification answers')
+  t.ok(took < 1000, `answered in ${took} ms, not after the 3 s JWKS fetch timeout`)
+  t.equal(idp.fetches(), 2, 'the refetch was started')
+  t.equal(up.hits(), 2)
+})
+
+t.test('JWKS: a provider that drips its answer is cut off at the fetch timeout; an oversized key set is refused', async t => {
+  const up = await upstream(t)
+  const drip = await startJwks(t, [])
+  drip.setHandler(res => {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.write('{"keys": [')
+    // One byte every 300 ms keeps undici's per-chunk body timeout from ever firing.
+    const timer = setInterval(() => res.write(' '), 300)
+    const end = setTimeout(() => { clearInterval(timer); res.end(`${JSON.stringify(jwk(rsa, 'k1', 'RS256'))}]}`) }, 8000)
+    res.on('close', () => { clearInterval(timer); clearTimeout(end) })
+  })
+  const app = await buildFromFiles(t, jwksGateway(up.url, drip.url))
+  const started = Date.now()
+  const res = await call(app, sign(rsa, 'k1'))
+  const took = Date.now() - started
+  expectProblem(t, res, 401, 'UNAUTHENTICATED', 'no key set within the fetch timeout')
+  t.ok(took < 3000 + 1000, `refused after ${took} ms (fetch timeout 3 s)`)
+
+  const huge = await startJwks(t, [])
+  huge.setHandler(res => {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(`{"keys": [${JSON.stringify(jwk(rsa, 'k1', 'RS256'))}], "padding": "${'x'.repeat(2 * 1024 * 1024)}"}`)
+  })
+  const big = await buildFromFiles(t, jwksGateway(up.url, huge.url))
+  expectProblem(t, await call(big, sign(rsa, 'k1')), 401, 'UNAUTHENTICATED', 'a 2 MB key set is not loaded')
+  t.equal(up.hits(), 0)
 })
