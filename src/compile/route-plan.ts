@@ -11,7 +11,8 @@ import { createBufferedProxy, createProxyHandler, type ProxyPlan, type SuccessHo
 import { createCommandHandler } from '../handlers/command.js'
 import type { EventPublisher } from '../events/publisher.js'
 import { createAggregateHandler, createAggregateProducer } from '../handlers/aggregate.js'
-import { createCachedHandler, fillContext, type Producer } from '../handlers/cached.js'
+import { createCachedHandler, type Producer } from '../handlers/cached.js'
+import { fillContext } from '../handlers/fill-context.js'
 import type { CacheLayer } from '../cache/layer.js'
 import type { ForwardOptions } from '../handlers/forward-headers.js'
 

@@ -12,6 +12,7 @@ import type { EventPublisher } from '../events/publisher.js'
 import { copyResponseHeaders, upstreamRequestHeaders, type ForwardOptions } from './forward-headers.js'
 import { rawBodyOf } from '../compile/body.js'
 import { GatewayError } from '../errors.js'
+import { fillContext } from './fill-context.js'
 
 /**
  * A `.` or `..` segment, also percent-encoded: many upstreams resolve them, which would escape the route's prefix.
@@ -36,12 +37,7 @@ export function createProxyCall (plan: ProxyPlan): (request: FastifyRequest) => 
     let path = request.url
     if (fillPath !== undefined) {
       const q = path.indexOf('?')
-      path = fillPath({
-        params: request.params as Record<string, string>,
-        query: request.query as Record<string, unknown>,
-        headers: request.headers,
-        auth: request.auth?.claims,
-      }) + (q === -1 ? '' : (templateHasQuery ? '&' : '?') + path.slice(q + 1))
+      path = fillPath(fillContext(request)) + (q === -1 ? '' : (templateHasQuery ? '&' : '?') + path.slice(q + 1))
     } else {
       const q = path.indexOf('?')
       if (DOT_SEGMENT.test(q === -1 ? path : path.slice(0, q))) throw new GatewayError('BAD_REQUEST', 'a path segment may not be "." or ".."')
