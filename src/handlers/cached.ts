@@ -28,7 +28,7 @@ export interface CachePlan extends KeySpec {
 export type Producer = (request: FastifyRequest) => Promise<ProducedResponse>
 
 export function createCachedHandler (produce: Producer, plan: CachePlan, layer: CacheLayer, uncached: RouteHandlerMethod, log: FastifyBaseLogger): RouteHandlerMethod {
-  const coalescer = new Coalescer<ProducedResponse>()
+  const coalescer = new Coalescer<ProducedResponse>(layer.coalesced)
 
   /** Calls the upstream once per key at a time, and stores what may be stored. */
   async function fetchAndStore (key: string, request: FastifyRequest, storeIt: boolean): Promise<ProducedResponse> {
