@@ -15,7 +15,7 @@ import { createAggregateHandler, createAggregateProducer } from '../handlers/agg
 import { createCachedHandler, type Producer } from '../handlers/cached.js'
 import { fillContext } from '../handlers/fill-context.js'
 import type { CacheLayer } from '../cache/layer.js'
-import type { ForwardOptions } from '../handlers/forward-headers.js'
+import { proxyTrust, type ForwardOptions } from '../handlers/forward-headers.js'
 
 export interface RoutePlan {
   id: string
@@ -46,7 +46,7 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
   if (policy === undefined) throw new Error(`route ${route.id}: unknown policy ${route.policy}`) // excluded by validation
   const forward: ForwardOptions = {
     forwardAuthorization: policy.forwardAuthorization,
-    trustProxy: ctx.config.server.trustProxy !== false,
+    trustProxy: proxyTrust(ctx.config.server.trustProxy),
     ...(policy.credentialHeader !== undefined ? { credentialHeader: policy.credentialHeader } : {}),
   }
   const client = (service: string): ServiceClient => {
