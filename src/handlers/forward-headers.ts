@@ -49,7 +49,8 @@ export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOp
 /**
  * `none`: trustProxy is off; `all`: every peer is a trusted proxy; `by-peer`:
  * addresses or a hop count, so whether the peer is trusted is Fastify's call
- * (the same one behind request.ip, request.host and request.protocol).
+ * (the same one behind request.ip, request.host and request.protocol; a hop
+ * count alone names no peer, and Fastify trusts none with it).
  */
 export type ProxyTrust = 'none' | 'all' | 'by-peer'
 
