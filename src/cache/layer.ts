@@ -7,6 +7,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { CacheEntry, CacheStore } from './store.js'
 import type { FillContext, ValueFiller } from '../compile/template.js'
+import type { WaitTally } from './coalesce.js'
 
 export interface Lookup {
   /** False when the store could not be asked: do not try to write either. */
@@ -18,6 +19,8 @@ export class CacheLayer {
   private failing = false
   /** When each tag was last purged by this instance (bounded; for reads racing a write). */
   private readonly purgedAt = new Map<string, number>()
+  /** Requests of every cached route waiting on a miss another request is already fetching (an observable, e.g. for tests). */
+  readonly coalesced: WaitTally = { waiting: 0 }
 
   constructor (
     readonly store: CacheStore,

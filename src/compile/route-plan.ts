@@ -7,13 +7,15 @@ import type { GatewayConfig, HttpMethod, RateLimitConfig, RouteCacheConfig, Rout
 import type { ServiceClient } from '../upstream/client.js'
 import type { CompiledPolicy } from './policy.js'
 import { compilePathTemplate, compileValueTemplate, type ValueFiller } from './template.js'
-import { createBufferedProxy, createProxyHandler, type ProxyPlan, type SuccessHooks } from '../handlers/proxy.js'
+import { createBufferedProxy, createProxyCall, createProxyHandler, type ProxyPlan } from '../handlers/proxy.js'
+import { withSuccessHooks, type SuccessHooks } from '../handlers/success-hooks.js'
 import { createCommandHandler } from '../handlers/command.js'
 import type { EventPublisher } from '../events/publisher.js'
 import { createAggregateHandler, createAggregateProducer } from '../handlers/aggregate.js'
-import { createCachedHandler, fillContext, type Producer } from '../handlers/cached.js'
+import { createCachedHandler, type Producer } from '../handlers/cached.js'
+import { fillContext } from '../handlers/fill-context.js'
 import type { CacheLayer } from '../cache/layer.js'
-import type { ForwardOptions } from '../handlers/forward-headers.js'
+import { proxyTrust, type ForwardOptions } from '../handlers/forward-headers.js'
 
 export interface RoutePlan {
   id: string
@@ -44,7 +46,7 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
   if (policy === undefined) throw new Error(`route ${route.id}: unknown policy ${route.policy}`) // excluded by validation
   const forward: ForwardOptions = {
     forwardAuthorization: policy.forwardAuthorization,
-    trustProxy: ctx.config.server.trustProxy !== false,
+    trustProxy: proxyTrust(ctx.config.server.trustProxy),
     ...(policy.credentialHeader !== undefined ? { credentialHeader: policy.credentialHeader } : {}),
   }
   const client = (service: string): ServiceClient => {
@@ -68,8 +70,11 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     if (route.publish !== undefined) {
       hooks.publish = { ...route.publish, routeId: route.id, publisher: publisher(ctx, route.id) }
     }
-    uncached = createProxyHandler(proxyPlan, hooks)
-    produce = createBufferedProxy(proxyPlan)
+    // Both handlers reach the upstream through the one hooked call: a cache MISS, BYPASS or
+    // refresh invalidates and publishes exactly as the uncached path does.
+    const call = withSuccessHooks(createProxyCall(proxyPlan), hooks, proxyPlan.client)
+    uncached = createProxyHandler(call)
+    produce = createBufferedProxy(call, proxyPlan.client)
   } else if (route.aggregate !== undefined) {
     const aggregatePlan = {
       forward,

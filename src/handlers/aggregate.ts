@@ -18,6 +18,7 @@ import { sendProduced, type ProducedResponse } from './produced.js'
 import { discardBody, readBody } from '../upstream/body.js'
 import { isJsonText } from './json-check.js'
 import { headerSafe, partRequestHeaders, type ForwardOptions } from './forward-headers.js'
+import { fillContext } from './fill-context.js'
 
 export interface AggregatePart {
   name: string
@@ -52,12 +53,7 @@ export function createAggregateProducer (plan: AggregatePlan): (request: Fastify
   const keys = parts.map(p => JSON.stringify(p.name))
 
   return async function produceAggregate (request) {
-    const ctx: FillContext = {
-      params: request.params as Record<string, string>,
-      query: request.query as Record<string, unknown>,
-      headers: request.headers,
-      auth: request.auth?.claims,
-    }
+    const ctx = fillContext(request)
     const base = partRequestHeaders(request, forward)
     const start = Date.now()
     const run = new PartsRun(parts.length)

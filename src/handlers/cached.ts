@@ -10,12 +10,13 @@
 
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import { GatewayError } from '../errors.js'
-import type { FillContext, ValueFiller } from '../compile/template.js'
+import type { ValueFiller } from '../compile/template.js'
 import type { CacheEntry } from '../cache/store.js'
 import { cacheKey, freshnessFor, mayShare, storableHeaders, type KeySpec } from '../cache/keys.js'
 import { Coalescer } from '../cache/coalesce.js'
 import type { CacheLayer } from '../cache/layer.js'
 import { sendProduced, type ProducedResponse } from './produced.js'
+import { fillContext } from './fill-context.js'
 
 export interface CachePlan extends KeySpec {
   ttl: number
@@ -27,7 +28,7 @@ export interface CachePlan extends KeySpec {
 export type Producer = (request: FastifyRequest) => Promise<ProducedResponse>
 
 export function createCachedHandler (produce: Producer, plan: CachePlan, layer: CacheLayer, uncached: RouteHandlerMethod, log: FastifyBaseLogger): RouteHandlerMethod {
-  const coalescer = new Coalescer<ProducedResponse>()
+  const coalescer = new Coalescer<ProducedResponse>(layer.coalesced)
 
   /** Calls the upstream once per key at a time, and stores what may be stored. */
   async function fetchAndStore (key: string, request: FastifyRequest, storeIt: boolean): Promise<ProducedResponse> {
@@ -112,15 +113,6 @@ function sendEntry (reply: FastifyReply, entry: CacheEntry, state: 'HIT' | 'STAL
 
 function isUpstreamFailure (err: unknown): boolean {
   return err instanceof GatewayError && (err.code === 'UPSTREAM_ERROR' || err.code === 'UPSTREAM_TIMEOUT' || err.code === 'CIRCUIT_OPEN')
-}
-
-export function fillContext (request: FastifyRequest): FillContext {
-  return {
-    params: request.params as Record<string, string>,
-    query: request.query as Record<string, unknown>,
-    headers: request.headers,
-    auth: request.auth?.claims,
-  }
 }
 
 function fillTags (tags: ValueFiller[], request: FastifyRequest): string[] {

@@ -25,8 +25,8 @@ const NOT_FORWARDED_DOWN = new Set([
 export interface ForwardOptions {
   /** Pass the client's `authorization` header on (policy `forwardAuthorization`). */
   forwardAuthorization: boolean
-  /** The gateway is behind a trusted proxy: extend its x-forwarded-for chain instead of starting a new one. */
-  trustProxy: boolean
+  /** Whether the client's own x-forwarded-for chain is extended or a new one started (from `server.trustProxy`). */
+  trustProxy: ProxyTrust
   /** A credential header that must not travel upstream (the API-key header of `auth: apiKey` policies). */
   credentialHeader?: string
 }
@@ -45,15 +45,48 @@ export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOp
     if (listed !== undefined && listed.has(name)) continue
     out[name] = value
   }
+  setForwardingHeaders(out, request, opts.trustProxy)
+  return out
+}
+
+/**
+ * `none`: trustProxy is off; `all`: every peer is a trusted proxy; `by-peer`:
+ * addresses or a hop count, so whether the peer is trusted is Fastify's call
+ * (the same one behind request.ip, request.host and request.protocol; a hop
+ * count alone names no peer, and Fastify trusts none with it).
+ */
+export type ProxyTrust = 'none' | 'all' | 'by-peer'
+
+export function proxyTrust (setting: boolean | string | number | string[]): ProxyTrust {
+  if (setting === true) return 'all'
+  // Fastify treats a falsy setting (false, 0, '') as off.
+  if (setting === false || setting === 0 || setting === '') return 'none'
+  return 'by-peer'
+}
+
+/**
+ * What ties a request the gateway makes to the client's, the same for every
+ * target (a proxied request, each aggregate part): the forwarding chain and
+ * host as trustProxy lets them be believed, the request id, the identity.
+ */
+function setForwardingHeaders (out: Record<string, string | string[]>, request: FastifyRequest, trust: ProxyTrust): void {
   const peer = request.socket.remoteAddress ?? ''
-  const chain = incoming['x-forwarded-for']
-  out['x-forwarded-for'] = opts.trustProxy && chain !== undefined ? `${String(chain)}, ${peer}` : peer
+  const chain = request.headers['x-forwarded-for']
+  out['x-forwarded-for'] = typeof chain === 'string' && chain.trim() !== '' && believesChain(request, trust) ? `${chain}, ${peer}` : peer
+  // Both are trust-aware in Fastify: the client's x-forwarded-proto/-host only when its peer is a trusted proxy.
   out['x-forwarded-proto'] = request.protocol
   const host = request.host
   if (host !== undefined && host !== '') out['x-forwarded-host'] = host
   out['x-request-id'] = request.id
   if (request.auth !== undefined) setIdentityHeaders(out, request.auth)
-  return out
+}
+
+/** The client's x-forwarded-for is believed when its peer is a trusted proxy. */
+function believesChain (request: FastifyRequest, trust: ProxyTrust): boolean {
+  if (trust === 'none') return false
+  if (trust === 'all') return true
+  // request.ips is the peer followed by the chain's addresses as far as they are trusted: past the peer only if it is.
+  return request.ips !== undefined && request.ips.length > 1
 }
 
 /** The identity as the gateway asserts it upstream; the client's own x-auth-* never get this far. */
@@ -76,18 +109,12 @@ export function headerSafe (value: string): string {
  * request id, trace context, forwarding info, identity — plus the part's own.
  */
 export function partRequestHeaders (request: FastifyRequest, opts: ForwardOptions): Record<string, string> {
-  const out: Record<string, string> = {
-    accept: 'application/json',
-    'x-request-id': request.id,
-    'x-forwarded-for': request.socket.remoteAddress ?? '',
-    'x-forwarded-proto': request.protocol,
-  }
+  const out: Record<string, string> = { accept: 'application/json' }
   const h = request.headers
   if (typeof h.traceparent === 'string') out.traceparent = h.traceparent
   if (typeof h.tracestate === 'string') out.tracestate = h.tracestate
-  if (typeof h.host === 'string') out['x-forwarded-host'] = h.host
   if (opts.forwardAuthorization && typeof h.authorization === 'string') out.authorization = h.authorization
-  if (request.auth !== undefined) setIdentityHeaders(out, request.auth)
+  setForwardingHeaders(out, request, opts.trustProxy)
   return out
 }
 

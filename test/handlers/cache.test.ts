@@ -8,7 +8,6 @@
 // admin purge, a Redis outage, and the `portico check` warning.
 import t from 'tap'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
@@ -424,11 +423,10 @@ for (const store of STORES) {
 
     const pending = Array.from({ length: 50 }, async () => await get(g, '/api/slow'))
     await eventually('the first request reaches the upstream', async () => c.up.hits() >= 1)
-    // Give the other 49 time to look up the cache and join the call in flight.
-    await sleep(200)
+    await eventually('the other 49 wait on the call in flight', async () => g.app.cacheLayer.coalesced.waiting === 49)
     gate.open()
     const all = await Promise.all(pending)
-    t.equal(c.up.hits(), 1, 'one upstream call for ten requests')
+    t.equal(c.up.hits(), 1, 'one upstream call for fifty requests')
     for (const [i, res] of all.entries()) {
       t.equal(res.statusCode, 200, `#${i}: 200`)
       t.equal(res.body, all[0].body, `#${i}: the same body`)
@@ -449,7 +447,7 @@ for (const store of STORES) {
     const subs = ['alice', 'bob', 'alice', 'bob', 'alice', 'bob']
     const pending = subs.map(async sub => await get(g, '/api/me', bearer(sub)))
     await eventually('both users reach the upstream', async () => c.up.hits() >= 2)
-    await sleep(200)
+    await eventually('the other four wait on their user\'s call', async () => g.app.cacheLayer.coalesced.waiting === 4)
     gate.open()
     const all = await Promise.all(pending)
     t.equal(c.up.hits(), 2, 'one call per user')
@@ -483,7 +481,8 @@ for (const store of STORES) {
     const clients = ['c=1', 'c=2', 'c=3']
     const pending = ['cookie', 'private', 'nostore'].flatMap(p => clients.map(async cookie => ({ p, cookie, res: await get(g, `/api/${p}`, { cookie }) })))
     await eventually('each route reaches the upstream', async () => up.hits() >= 3)
-    await sleep(200)
+    // Two clients per route join its call; the answer then turns out not to be theirs to share.
+    await eventually('six requests wait on a call in flight', async () => g.app.cacheLayer.coalesced.waiting === 6)
     gate.open()
     const all = await Promise.all(pending)
     for (const { p, cookie, res } of all) {
@@ -555,8 +554,9 @@ for (const store of STORES) {
     const during = await get(g, '/api/swr')
     expectServed(t, during, 'STALE', 'while the refresh is running')
     t.equal(during.body, miss.body)
-    await sleep(50)
-    t.equal(c.up.hits(), 2, 'one refresh at a time')
+    // The refresh in flight holds the key, so a STALE answer meanwhile starts no call of its
+    // own (nor joins that one); the count after the refresh landed, below, confirms it.
+    t.equal(g.app.cacheLayer.coalesced.waiting, 0, 'no request waits on the refresh')
 
     gate.open()
     const fresh = await pollGet(t, g, '/api/swr', 'the refreshed copy is served', r => r.headers['x-cache'] === 'HIT', {
