@@ -25,7 +25,9 @@ export function identityFromClaims (claims: Record<string, unknown>, rolesClaim:
 
 function roles (value: unknown, name: string): string[] {
   if (value === undefined) return []
-  if (!isStringList(value, /,/)) throw new InvalidTokenError(`token ${name} must be an array of strings`)
+  // Some identity providers send one role, or a space/comma separated list, as a plain string.
+  if (typeof value === 'string') return value.split(/[\s,]+/).filter(s => s !== '')
+  if (!isStringList(value, /,/)) throw new InvalidTokenError(`token ${name} must be an array of strings or a string`)
   return value
 }
 
