@@ -51,7 +51,8 @@ Exit 1 when the config has no HS secret or no HS algorithm allowed.`,
 Prints each event appended to the Redis stream NAME (by publish and command
 routes) as one JSON line, as it arrives; --from-start prints the stream's
 existing entries first. Reads the Redis of the config's redis.url. Stops on
-SIGINT/SIGTERM (exit 0); exit 1 when no Redis is configured.`,
+SIGINT/SIGTERM (exit 0); exit 1 when no Redis is configured or it cannot
+be reached (one line on stderr saying why).`,
 }
 
 const OPTIONS = {
