@@ -55,9 +55,18 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env):
     // trip over malformed data, and the schema errors already say why.
     if (schemaOk) throw err
   }
+  add(checkEnvPort(env, map))
   const all = dedupe(problems)
   if (all.some(p => p.warning !== true)) throw new ConfigError(all)
   return { config: normalize(raw as unknown as RawConfig, map, main, env, publicKeys), warnings: all }
+}
+
+/** `PORT` overrides server.port: a value that is not a port is a config error, not a silent 8080. */
+function checkEnvPort (env: NodeJS.ProcessEnv, map: SourceMap): ConfigProblem[] {
+  const port = env.PORT
+  if (port === undefined || port === '' || (/^\d{1,5}$/.test(port) && Number(port) <= 65535)) return []
+  const shown = port.length > 20 ? `${port.slice(0, 20)}…` : port
+  return [{ ...map.locate(['server', 'port']), message: `the PORT environment variable (${JSON.stringify(shown)}) must be a port number from 0 to 65535` }]
 }
 
 // ---- the validated shape, before normalization -----------------------------
@@ -129,7 +138,7 @@ interface RawConfig {
   admin?: { host?: string, port?: number, token?: string }
   cache?: { maxEntries?: number, maxBytes?: string | number, timeout?: string | number, near?: boolean }
   tracing?: { otlpUrl?: string, serviceName?: string }
-  events?: { sink?: 'redis' | 'memory', maxLen?: number, idempotencyWindow?: string | number, publishRetries?: number }
+  events?: { sink?: 'redis' | 'memory' | 'auto' | '', maxLen?: number, idempotencyWindow?: string | number, publishRetries?: number }
   redis?: { url?: string, keyPrefix?: string }
   auth?: {
     jwt?: RawJwt
@@ -177,7 +186,8 @@ function schemaProblems (errors: ErrorObject[], raw: unknown, map: SourceMap): C
         message = 'is required'
         break
       case 'enum':
-        message = `must be one of: ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`
+        message = (e.parentSchema as { 'x-message'?: string } | undefined)?.['x-message'] ??
+          `must be one of: ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`
         break
       case 'duration': message = DURATION_HINT; break
       case 'size': message = SIZE_HINT; break
@@ -272,8 +282,11 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
 
   const otlp = raw.tracing?.otlpUrl ?? ''
   if (otlp !== '' && !/^https?:\/\//.test(otlp)) at(['tracing', 'otlpUrl'], 'must be an http:// or https:// URL of an OTLP/HTTP collector (or empty)')
-  const eventSink = raw.events?.sink ?? (redisUrl !== '' ? 'redis' : undefined)
+  const eventSink = eventSinkOf(raw.events?.sink, redisUrl)
   if (eventSink === 'redis' && redisUrl === '') at(['events', 'sink'], 'sink: redis needs redis.url')
+  if (raw.events?.sink === 'memory' && redisUrl !== '') {
+    at(['events', 'sink'], 'sink: memory keeps events inside this one process although redis.url is set: other instances and `portico events tail` never see them, and a restart loses them (use sink: redis or auto)', true)
+  }
 
   const ids = new Map<string, FieldPath>()
   const router = FindMyWay()
@@ -357,6 +370,17 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
     }
   })
   return problems
+}
+
+/**
+ * Where publish and command routes write. Absent: Redis when redis.url is
+ * set, else nowhere (those routes are then config errors). `auto` or empty
+ * (an unset `${EVENTS_SINK:-}`): Redis when redis.url is set, else memory.
+ */
+function eventSinkOf (sink: 'redis' | 'memory' | 'auto' | '' | undefined, redisUrl: string): 'redis' | 'memory' | undefined {
+  if (sink === 'redis' || sink === 'memory') return sink
+  if (redisUrl !== '') return 'redis'
+  return sink === undefined ? undefined : 'memory'
 }
 
 // Fastify compiles route schemas with ajv too; compiling them here turns a bad
@@ -579,7 +603,8 @@ function normalizeAuth (raw: RawConfig, file: string, publicKeys: Map<string, st
 function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.ProcessEnv, publicKeys: Map<string, string>): GatewayConfig {
   const s = raw.server ?? {}
   const d = DEFAULTS.server
-  const port = env.PORT !== undefined && /^\d+$/.test(env.PORT) ? Number(env.PORT) : (s.port as number | undefined) ?? d.port
+  // checkEnvPort refused anything but a port number.
+  const port = env.PORT !== undefined && env.PORT !== '' ? Number(env.PORT) : (s.port as number | undefined) ?? d.port
   const server: ServerConfig = {
     host: (s.host as string | undefined) ?? d.host,
     port,
@@ -642,7 +667,7 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
     near: raw.cache?.near ?? DEFAULTS.cache.near,
   }
   const e = raw.events ?? {}
-  const sink = e.sink ?? (redis.url !== '' ? 'redis' : undefined)
+  const sink = eventSinkOf(e.sink, redis.url)
   const events = {
     ...(sink !== undefined ? { sink } : {}),
     maxLen: e.maxLen ?? DEFAULTS.events.maxLen,
