@@ -398,6 +398,10 @@ function checkRouteSchema (schema: RouteSchema, path: FieldPath, at: (p: FieldPa
   }
 }
 
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+}
+
 const HS = /^HS/
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
@@ -409,8 +413,11 @@ function checkAuth (raw: RawConfig, map: SourceMap, file: string, publicKeys: Ma
   const jwt = raw.auth?.jwt
   const apiKeys = raw.auth?.apiKeys
   const admin = raw.admin
-  if (admin?.port !== undefined && admin.port > 0 && (admin.token ?? '') === '' && !['127.0.0.1', '::1', 'localhost'].includes(admin.host ?? '127.0.0.1')) {
-    at(['admin', 'host'], 'the admin listener is reachable beyond this machine without admin.token', true)
+  // /admin/* purges caches and shows the config: off the loopback interface
+  // (a container's 0.0.0.0, a pod IP) it is never served without a token.
+  const adminHost = admin?.host ?? '127.0.0.1'
+  if (admin?.port !== undefined && admin.port > 0 && (admin.token ?? '') === '' && !isLoopback(adminHost)) {
+    at(['admin', 'host'], `an admin listener on ${adminHost} is reachable beyond this machine: set admin.token (ADMIN_TOKEN in the shipped config), or bind it to 127.0.0.1`)
   }
   for (const [name, policy] of Object.entries(raw.policies ?? {})) {
     if (policy.auth === 'jwt' && jwt === undefined) at(['policies', name, 'auth'], 'auth: jwt needs auth.jwt in the gateway config')
