@@ -10,16 +10,23 @@ COPY plugins ./plugins
 COPY demo ./demo
 RUN npm run build
 
-# Run stage: production dependencies only, non-root.
+# Run stage: production dependencies only, non-root, nothing written at run
+# time (the files belong to root and are only read, so a read-only root
+# filesystem works).
 FROM node:22-bookworm-slim
 ENV NODE_ENV=production
+# The admin listener (metrics, /admin/*) must be reachable from outside the
+# container to be of use; off loopback the gateway refuses to start without
+# ADMIN_TOKEN. Set ADMIN_HOST=127.0.0.1 to keep it inside instead.
+ENV ADMIN_HOST=0.0.0.0
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY config ./config
 COPY routes ./routes
-USER node
+# The image's `node` user, by number, so Kubernetes' runAsNonRoot can verify it.
+USER 1000:1000
 EXPOSE 8080 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"

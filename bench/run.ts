@@ -6,7 +6,9 @@
 // Rounds are interleaved (A B C … A B C …) because absolute numbers on a
 // shared 2-core machine drift between minutes while ratios within one round
 // hold. Prints a markdown table and writes bench/results/latest.json and
-// bench/results/latest.svg.
+// bench/results/latest.svg. --quick (what `npm test` runs) only checks that
+// the harness works: one short round, one line of output, no figures (two
+// seconds on a busy machine measure nothing) and no results written.
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
@@ -113,8 +115,8 @@ async function main (): Promise<void> {
     // Trip the breaker of the dead service before measuring fast-fail.
     for (let i = 0; i < 3; i++) await fetch(`http://127.0.0.1:${gateway}/open`).then(r => r.arrayBuffer(), () => {})
 
-    console.log(`# Portico bench — ${new Date().toISOString()}`)
-    console.log(`node ${process.version}, ${cpus().length} cores, ${connections} connections, ${duration}s per run, ${rounds} round(s) interleaved, Redis ${redisUp ? 'up' : 'not reachable (local limiter)'}, gateway LOG_LEVEL=warn\n`)
+    if (!quick) console.log(`# Portico bench — ${new Date().toISOString()}`)
+    if (!quick) console.log(`node ${process.version}, ${cpus().length} cores, ${connections} connections, ${duration}s per run, ${rounds} round(s) interleaved, Redis ${redisUp ? 'up' : 'not reachable (local limiter)'}, gateway LOG_LEVEL=warn\n`)
     const samples = new Map<string, Sample[]>(selected.map(s => [s.name, []]))
     for (let round = 0; round < rounds; round++) {
       for (const s of selected) {
@@ -125,15 +127,17 @@ async function main (): Promise<void> {
         const r = await drive(s.url(ports), s.headers, duration, s.connections)
         const cpu = cpuMicros(pid) - before
         samples.get(s.name)?.push({ ...r, cpuUsPerReq: r.total > 0 ? cpu / r.total : 0 })
-        process.stderr.write(`round ${round + 1} ${s.name}: ${Math.round(r.rps)} req/s\n`)
+        if (!quick) process.stderr.write(`round ${round + 1} ${s.name}: ${Math.round(r.rps)} req/s\n`)
       }
     }
     const rows = report(selected, samples, { redis: redisUp, nginx: nginxBin !== undefined, duration, rounds, connections })
     // A harness check for `npm test`: every scenario must have answered, and as intended.
     const broken = rows.filter(r => r.rps === 0 || r.errors > 0 || (r.non2xx > 0 && SCENARIOS.find(s => s.name === r.scenario)?.expectErrors !== true))
     if (broken.length > 0) {
-      console.error(`bench: scenarios misbehaved: ${broken.map(r => r.scenario).join(', ')}`)
+      console.error(`bench${quick ? ' smoke' : ''}: scenarios misbehaved: ${broken.map(r => r.scenario).join(', ')}`)
       process.exitCode = 1
+    } else if (quick) {
+      console.log(`bench smoke: harness OK (${rows.length} scenarios ran; figures from --quick are not measurements)`)
     }
   } finally {
     stopAll()
@@ -178,6 +182,7 @@ function report (scenarios: Scenario[], samples: Map<string, Sample[]>, meta: Re
       errors: xs.reduce((a, x) => a + x.errors, 0),
     }
   })
+  if (quick) return rows
   console.log('| scenario | what | req/s (median) | range | p50 ms | p99 ms | CPU µs/req | × bare | non-2xx | errors |')
   console.log('|---|---|---|---|---|---|---|---|---|---|')
   for (const r of rows) {

@@ -9,6 +9,7 @@ import { describeTarget } from './compile/route-plan.js'
 import type { GatewayConfig } from './config/types.js'
 import { parseDuration, DURATION_HINT } from './config/units.js'
 import { createSigner } from 'fast-jwt'
+import { readFileSync } from 'node:fs'
 
 const HELP: Record<string, string> = {
   main: `Usage: portico <command> [options]
@@ -20,7 +21,8 @@ Commands:
   token    print a signed JWT for development and demos
   events   events tail --stream NAME: print a stream's events as they arrive
 
-Run "portico <command> --help" for a command's options.`,
+Run "portico <command> --help" for a command's options;
+"portico --version" prints the version.`,
   start: `Usage: portico start [--config FILE] [--demo] [--watch]
 
 Runs the gateway. Prints one line with the listening addresses when ready.
@@ -51,7 +53,8 @@ Exit 1 when the config has no HS secret or no HS algorithm allowed.`,
 Prints each event appended to the Redis stream NAME (by publish and command
 routes) as one JSON line, as it arrives; --from-start prints the stream's
 existing entries first. Reads the Redis of the config's redis.url. Stops on
-SIGINT/SIGTERM (exit 0); exit 1 when no Redis is configured.`,
+SIGINT/SIGTERM (exit 0); exit 1 when no Redis is configured or it cannot
+be reached (one line on stderr saying why).`,
 }
 
 const OPTIONS = {
@@ -72,6 +75,10 @@ export async function main (argv: string[]): Promise<number> {
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     console.log(HELP.main)
     return command === undefined ? 2 : 0
+  }
+  if (command === '--version' || command === '-v') {
+    console.log(packageVersion())
+    return 0
   }
   if (!(command in HELP) || command === 'main') {
     console.error(`portico: unknown command "${command}"\n\n${HELP.main}`)
@@ -111,6 +118,12 @@ export async function main (argv: string[]): Promise<number> {
     }
     default: return await start(configFile, values.demo === true, values.watch === true)
   }
+}
+
+/** The version in package.json, read where the build put this file (dist/src/cli.js). */
+function packageVersion (): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
 }
 
 function load (configFile: string): { config: GatewayConfig, lines: string[] } | number {

@@ -2,11 +2,12 @@
 // in its own process, judged by exit code and output.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../src/config/validate.js'
 import { writeConfigFiles } from './helpers/gateway.js'
+import { buildIfStale } from './helpers/cli.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'dist/src/cli.js')
@@ -27,12 +28,8 @@ const NO_CONFIG_ENV = { PORTICO_CONFIG: undefined }
 
 const STACK_LINE = /^\s+at .+\(?.*:\d+:\d+\)?$/
 
-t.before(() => {
-  // `npm test` builds first (pretest); running this file alone may not have.
-  if (existsSync(CLI)) return
-  const build = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8' })
-  if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}${build.stderr}`)
-})
+// `npm test` builds first (pretest); run alone, this rebuilds a stale dist.
+t.before(buildIfStale)
 
 const VALID = `services:
   users:
@@ -228,6 +225,45 @@ t.test('--help: exit 0 and usage on stdout', async t => {
   t.equal(r.code, 0, '--help')
   t.match(r.stdout, /^Usage: portico <command>/)
   for (const command of ['start', 'check', 'routes']) t.match(r.stdout, new RegExp(`^\\s+${command}\\s`, 'm'), `lists ${command}`)
+})
+
+t.test('--version and -v print the version from package.json', async t => {
+  const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+  for (const flag of ['--version', '-v']) {
+    const r = portico([flag])
+    t.equal(r.code, 0, flag)
+    t.equal(r.stdout, `${version}\n`, `${flag}: the version alone`)
+    t.equal(r.stderr, '')
+  }
+})
+
+t.test('PORT that is not a port: check and start exit 1 with a line naming PORT at server.port', async t => {
+  const file = join(writeConfigFiles({ 'gateway.yaml': `server:\n  port: 8080\n${VALID}` }), 'gateway.yaml')
+  for (const port of ['abc', '99999', '65536', '-1', '80.5', '8080 ', '0x50', '1e3']) {
+    const r = portico(['check', '--config', file], { env: { PORT: port } })
+    t.equal(r.code, 1, `PORT=${JSON.stringify(port)}: exit 1`)
+    t.same(r.lines, [`${file}:2: server.port: the PORT environment variable (${JSON.stringify(port)}) must be a port number from 0 to 65535`], `PORT=${JSON.stringify(port)}`)
+  }
+  const start = portico(['start', '--config', file], { env: { PORT: 'abc' } })
+  t.equal(start.code, 1, 'start refuses it too, instead of listening on 8080')
+  t.same(start.lines, [`${file}:2: server.port: the PORT environment variable ("abc") must be a port number from 0 to 65535`])
+  t.notMatch(start.stdout + start.stderr, STACK_LINE)
+  for (const port of ['0', '8081', '65535', '']) {
+    const ok = portico(['check', '--config', file], { env: { PORT: port } })
+    t.equal(ok.code, 0, `PORT=${JSON.stringify(port)} is fine`)
+  }
+})
+
+t.test('check: a memory event sink beside a configured Redis is a warning (exit 0)', async t => {
+  const file = join(writeConfigFiles({
+    'gateway.yaml': `redis:\n  url: redis://127.0.0.1:6379\nevents:\n  sink: memory\n${VALID}`,
+  }), 'gateway.yaml')
+  const r = portico(['check', '--config', file])
+  t.equal(r.code, 0, r.stdout + r.stderr)
+  t.same(r.lines, [
+    `${file}:4: events.sink: warning: sink: memory keeps events inside this one process although redis.url is set: other instances and \`portico events tail\` never see them, and a restart loses them (use sink: redis or auto)`,
+    `${file}: OK — 2 routes, 2 services, 2 policies, 1 warnings`,
+  ])
 })
 
 t.test('no command: usage, exit 2', async t => {

@@ -81,7 +81,8 @@ const events = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    sink: { enum: ['redis', 'memory'] },
+    // auto (or empty, for `${EVENTS_SINK:-}`): redis when redis.url is set, else memory.
+    sink: { enum: ['redis', 'memory', 'auto', ''], 'x-message': 'must be redis, memory or auto' },
     maxLen: { type: 'integer', minimum: 1 },
     idempotencyWindow: duration,
     publishRetries: { type: 'integer', minimum: 0, maximum: 10 },

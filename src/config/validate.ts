@@ -55,9 +55,18 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env):
     // trip over malformed data, and the schema errors already say why.
     if (schemaOk) throw err
   }
+  add(checkEnvPort(env, map))
   const all = dedupe(problems)
   if (all.some(p => p.warning !== true)) throw new ConfigError(all)
   return { config: normalize(raw as unknown as RawConfig, map, main, env, publicKeys), warnings: all }
+}
+
+/** `PORT` overrides server.port: a value that is not a port is a config error, not a silent 8080. */
+function checkEnvPort (env: NodeJS.ProcessEnv, map: SourceMap): ConfigProblem[] {
+  const port = env.PORT
+  if (port === undefined || port === '' || (/^\d{1,5}$/.test(port) && Number(port) <= 65535)) return []
+  const shown = port.length > 20 ? `${port.slice(0, 20)}…` : port
+  return [{ ...map.locate(['server', 'port']), message: `the PORT environment variable (${JSON.stringify(shown)}) must be a port number from 0 to 65535` }]
 }
 
 // ---- the validated shape, before normalization -----------------------------
@@ -130,7 +139,7 @@ interface RawConfig {
   admin?: { host?: string, port?: number, token?: string }
   cache?: { maxEntries?: number, maxBytes?: string | number, timeout?: string | number, near?: boolean }
   tracing?: { otlpUrl?: string, serviceName?: string }
-  events?: { sink?: 'redis' | 'memory', maxLen?: number, idempotencyWindow?: string | number, publishRetries?: number }
+  events?: { sink?: 'redis' | 'memory' | 'auto' | '', maxLen?: number, idempotencyWindow?: string | number, publishRetries?: number }
   redis?: { url?: string, keyPrefix?: string }
   auth?: {
     jwt?: RawJwt
@@ -178,7 +187,8 @@ function schemaProblems (errors: ErrorObject[], raw: unknown, map: SourceMap): C
         message = 'is required'
         break
       case 'enum':
-        message = `must be one of: ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`
+        message = (e.parentSchema as { 'x-message'?: string } | undefined)?.['x-message'] ??
+          `must be one of: ${(e.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`
         break
       case 'duration': message = DURATION_HINT; break
       case 'size': message = SIZE_HINT; break
@@ -273,8 +283,11 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
 
   const otlp = raw.tracing?.otlpUrl ?? ''
   if (otlp !== '' && !/^https?:\/\//.test(otlp)) at(['tracing', 'otlpUrl'], 'must be an http:// or https:// URL of an OTLP/HTTP collector (or empty)')
-  const eventSink = raw.events?.sink ?? (redisUrl !== '' ? 'redis' : undefined)
+  const eventSink = eventSinkOf(raw.events?.sink, redisUrl)
   if (eventSink === 'redis' && redisUrl === '') at(['events', 'sink'], 'sink: redis needs redis.url')
+  if (raw.events?.sink === 'memory' && redisUrl !== '') {
+    at(['events', 'sink'], 'sink: memory keeps events inside this one process although redis.url is set: other instances and `portico events tail` never see them, and a restart loses them (use sink: redis or auto)', true)
+  }
 
   const ids = new Map<string, FieldPath>()
   const pathRules = raw.server?.paths as Partial<PathRules> | undefined
@@ -364,6 +377,17 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
   return problems
 }
 
+/**
+ * Where publish and command routes write. Absent: Redis when redis.url is
+ * set, else nowhere (those routes are then config errors). `auto` or empty
+ * (an unset `${EVENTS_SINK:-}`): Redis when redis.url is set, else memory.
+ */
+function eventSinkOf (sink: 'redis' | 'memory' | 'auto' | '' | undefined, redisUrl: string): 'redis' | 'memory' | undefined {
+  if (sink === 'redis' || sink === 'memory') return sink
+  if (redisUrl !== '') return 'redis'
+  return sink === undefined ? undefined : 'memory'
+}
+
 // Fastify compiles route schemas with ajv too; compiling them here turns a bad
 // schema into a config error with a line number instead of a failed start.
 const schemaAjv = new Ajv({ strict: false, allErrors: true })
@@ -379,6 +403,10 @@ function checkRouteSchema (schema: RouteSchema, path: FieldPath, at: (p: FieldPa
   }
 }
 
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+}
+
 const HS = /^HS/
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
@@ -390,8 +418,11 @@ function checkAuth (raw: RawConfig, map: SourceMap, file: string, publicKeys: Ma
   const jwt = raw.auth?.jwt
   const apiKeys = raw.auth?.apiKeys
   const admin = raw.admin
-  if (admin?.port !== undefined && admin.port > 0 && (admin.token ?? '') === '' && !['127.0.0.1', '::1', 'localhost'].includes(admin.host ?? '127.0.0.1')) {
-    at(['admin', 'host'], 'the admin listener is reachable beyond this machine without admin.token', true)
+  // /admin/* purges caches and shows the config: off the loopback interface
+  // (a container's 0.0.0.0, a pod IP) it is never served without a token.
+  const adminHost = admin?.host ?? '127.0.0.1'
+  if (admin?.port !== undefined && admin.port > 0 && (admin.token ?? '') === '' && !isLoopback(adminHost)) {
+    at(['admin', 'host'], `an admin listener on ${adminHost} is reachable beyond this machine: set admin.token (ADMIN_TOKEN in the shipped config), or bind it to 127.0.0.1`)
   }
   for (const [name, policy] of Object.entries(raw.policies ?? {})) {
     if (policy.auth === 'jwt' && jwt === undefined) at(['policies', name, 'auth'], 'auth: jwt needs auth.jwt in the gateway config')
@@ -585,7 +616,8 @@ function normalizeAuth (raw: RawConfig, file: string, publicKeys: Map<string, st
 function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.ProcessEnv, publicKeys: Map<string, string>): GatewayConfig {
   const s = raw.server ?? {}
   const d = DEFAULTS.server
-  const port = env.PORT !== undefined && /^\d+$/.test(env.PORT) ? Number(env.PORT) : (s.port as number | undefined) ?? d.port
+  // checkEnvPort refused anything but a port number.
+  const port = env.PORT !== undefined && env.PORT !== '' ? Number(env.PORT) : (s.port as number | undefined) ?? d.port
   const server: ServerConfig = {
     host: (s.host as string | undefined) ?? d.host,
     port,
@@ -649,7 +681,7 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
     near: raw.cache?.near ?? DEFAULTS.cache.near,
   }
   const e = raw.events ?? {}
-  const sink = e.sink ?? (redis.url !== '' ? 'redis' : undefined)
+  const sink = eventSinkOf(e.sink, redis.url)
   const events = {
     ...(sink !== undefined ? { sink } : {}),
     maxLen: e.maxLen ?? DEFAULTS.events.maxLen,

@@ -33,7 +33,7 @@ export class MemoryEventSink implements EventSink {
     if (held !== undefined && held.until > Date.now()) this.claims.set(key, { value, until: Date.now() + window })
   }
 
-  async release (key: string): Promise<void> {
-    this.claims.delete(key)
+  async release (key: string, value: string): Promise<void> {
+    if (this.claims.get(key)?.value === value) this.claims.delete(key)
   }
 }

@@ -1,15 +1,44 @@
 import type { Cluster, Redis } from 'ioredis'
 import { eventFields, type EventSink, type GatewayEvent } from './sink.js'
 
+// XADD and the key's confirmation in one script: if Redis fails mid-way the
+// client cannot tell whether the entry was written, and a retry with the same
+// idempotency key must then find either the confirmed commandId (written) or
+// its own pending claim (not written), never a free key beside a stored entry.
+const APPEND_CONFIRMED = `local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 4))
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2], 'XX')
+return id`
+
+// Deletes a claim only while it is still this request's pending one.
+const RELEASE_IF = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+
+type ScriptClient = Record<'porticoAppendConfirmed' | 'porticoRelease', (...args: Array<string | number>) => Promise<unknown>>
+
 export class RedisEventSink implements EventSink {
   readonly kind = 'redis'
+  readonly appendConfirmed?: EventSink['appendConfirmed']
 
   constructor (
     private readonly client: Redis | Cluster,
     /** Streams are trimmed to about this many entries (MAXLEN ~). */
     private readonly maxLen: number,
     private readonly keyPrefix: string,
-  ) {}
+  ) {
+    client.defineCommand('porticoRelease', { numberOfKeys: 1, lua: RELEASE_IF })
+    // In a cluster the stream and the key hash to different slots; a script
+    // cannot touch both, so there the two steps stay separate.
+    if (!client.isCluster) {
+      client.defineCommand('porticoAppendConfirmed', { numberOfKeys: 2, lua: APPEND_CONFIRMED })
+      this.appendConfirmed = async (stream, event, key, value, window) => {
+        const id = await this.scripts.porticoAppendConfirmed(stream, this.idemKey(key), this.maxLen, window, value, ...eventFields(event))
+        if (typeof id !== 'string') throw new Error(`XADD to ${stream} returned no id`)
+        return id
+      }
+    }
+  }
+
+  private get scripts (): ScriptClient { return this.client as unknown as ScriptClient }
 
   async append (stream: string, event: GatewayEvent): Promise<string> {
     const id = await this.client.xadd(stream, 'MAXLEN', '~', this.maxLen, '*', ...eventFields(event))
@@ -31,8 +60,8 @@ export class RedisEventSink implements EventSink {
     await this.client.set(this.idemKey(key), value, 'PX', window, 'XX')
   }
 
-  async release (key: string): Promise<void> {
-    await this.client.del(this.idemKey(key))
+  async release (key: string, value: string): Promise<void> {
+    await this.scripts.porticoRelease(this.idemKey(key), value)
   }
 
   private idemKey (key: string): string { return `${this.keyPrefix}idem:${key}` }

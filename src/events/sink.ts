@@ -26,8 +26,14 @@ export interface EventSink {
   claim: (key: string, value: string, window: number) => Promise<string | undefined>
   /** Replaces the value of a key this process claimed, held for `window` ms from now (the command was stored). */
   confirm: (key: string, value: string, window: number) => Promise<void>
-  /** Gives a claimed key back (the command could not be stored). */
-  release: (key: string) => Promise<void>
+  /**
+   * Appends the event and confirms the claimed key in one atomic step, so a
+   * failure leaves either both or neither. Absent where the store cannot
+   * (Redis Cluster: the stream and the key live on different nodes).
+   */
+  appendConfirmed?: (stream: string, event: GatewayEvent, key: string, value: string, window: number) => Promise<string>
+  /** Gives a claimed key back if it still holds `value` (the command could not be stored). */
+  release: (key: string, value: string) => Promise<void>
 }
 
 export interface EventCounters {

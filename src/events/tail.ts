@@ -5,17 +5,50 @@
 import { Cluster, Redis } from 'ioredis'
 import { parseRedisUrl } from '../redis.js'
 
+/** The URL as it may be printed: a password in it is masked. */
+export function displayRedisUrl (url: string): string {
+  return url.replace(/^([a-z+]+:\/\/[^:@/]*):[^@/]*@/i, '$1:***@')
+}
+
 export async function tail (url: string, stream: string, fromStart: boolean): Promise<number> {
   const target = parseRedisUrl(url)
+  // The first connection either works or ends the command: a tail that
+  // silently retries forever against a wrong address looks like "no events".
+  // Once connected, an outage is retried (at most every 2 s) and said once.
+  let connected = false
+  let lastError: Error | undefined
+  const retry = (times: number): number | null => connected ? Math.min(200 * times, 2000) : null
   const client = target.kind === 'cluster'
-    ? new Cluster(target.nodes, target.password !== undefined ? { redisOptions: { password: target.password } } : {})
+    ? new Cluster(target.nodes, { lazyConnect: true, clusterRetryStrategy: retry, ...(target.password !== undefined ? { redisOptions: { password: target.password } } : {}) })
     : target.kind === 'sentinel'
-      ? new Redis({ sentinels: target.nodes, name: target.name, db: target.db, ...(target.password !== undefined ? { password: target.password } : {}) })
-      : new Redis(url, { maxRetriesPerRequest: null })
+      ? new Redis({ lazyConnect: true, maxRetriesPerRequest: null, retryStrategy: retry, sentinelRetryStrategy: retry, sentinels: target.nodes, name: target.name, db: target.db, ...(target.password !== undefined ? { password: target.password } : {}) })
+      : new Redis(url, { lazyConnect: true, maxRetriesPerRequest: null, retryStrategy: retry })
+  let outageSaid = false
+  // A listener is what keeps ioredis from printing each error with its stack.
+  client.on('error', (err: Error) => {
+    lastError = err
+    if (connected && !outageSaid) {
+      outageSaid = true
+      process.stderr.write(`portico events: lost the connection to Redis (${err.message}); reconnecting\n`)
+    }
+  })
+  client.on('ready', () => {
+    if (outageSaid) process.stderr.write('portico events: connected to Redis again\n')
+    outageSaid = false
+  })
   let stopping = false
   const stop = (): void => { stopping = true; client.disconnect() }
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
+  try {
+    await client.connect()
+    connected = true
+  } catch (err) {
+    client.disconnect()
+    if (stopping) return 0
+    process.stderr.write(`portico: cannot reach Redis at ${displayRedisUrl(url)}: ${(lastError ?? err as Error).message}\n`)
+    return 1
+  }
   let last = '0'
   if (!fromStart) {
     // Pin "now" before saying so: XREAD's `$` means the newest entry when the
@@ -26,7 +59,8 @@ export async function tail (url: string, stream: string, fromStart: boolean): Pr
     } catch (err) {
       client.disconnect()
       if (stopping) return 0
-      throw err
+      process.stderr.write(`portico events: ${(err as Error).message}\n`)
+      return 1
     }
   }
   process.stderr.write(`tailing stream ${stream} (${fromStart ? 'from the start' : 'new events'}); Ctrl-C stops\n`)

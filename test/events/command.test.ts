@@ -6,6 +6,7 @@
 // new; a command that could not be stored is a 503 EVENTS_UNAVAILABLE, never
 // a 202, and leaves its idempotency key free. The memory sink for demos.
 import t from 'tap'
+import { createServer, connect, type Socket } from 'node:net'
 import type { FastifyInstance, InjectOptions } from 'fastify'
 import { buildFromFiles } from '../helpers/gateway.js'
 import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
@@ -293,6 +294,8 @@ t.test('Redis down: 503 EVENTS_UNAVAILABLE; back up: no stray entry and the key 
     const label = key === undefined ? 'without a key' : 'with a key'
     const body = expectProblem(t, res, 503, 'EVENTS_UNAVAILABLE', label)
     t.equal(body.title, 'Event stream unavailable', `${label}: title`)
+    // Without a key delivery is at-least-once: the 503 says how to retry safely.
+    t.match(body.detail, /retry with the same idempotency-key header, which is safe/, `${label}: the detail names the safe retry`)
     t.notOk('location' in res.headers, `${label}: no location`)
   }
   t.equal(up.hits(), 0)
@@ -306,6 +309,72 @@ t.test('Redis down: 503 EVENTS_UNAVAILABLE; back up: no stray entry and the key 
   t.notOk('idempotent-replayed' in again.headers)
   const entries = await readStream(stream, redis.url)
   t.same(entries.map(e => e.fields.commandId), [commandIdOf(again)])
+})
+
+/**
+ * A TCP relay to the real Redis that, once armed, holds the first command
+ * carrying `marker` (and everything after it) for `holdMs`: Redis then runs
+ * it after the gateway gave up waiting, as when a reply is lost in an outage.
+ */
+async function delayingRelay (t: Test, marker: RegExp, holdMs: number): Promise<{ url: string, arm: () => void, released: Promise<void> }> {
+  const target = new URL(REDIS_URL)
+  let armed = false
+  let release: () => void = () => {}
+  const released = new Promise<void>(resolve => { release = resolve })
+  const sockets = new Set<Socket>()
+  const server = createServer(client => {
+    const upstream = connect(Number(target.port || 6379), target.hostname)
+    sockets.add(client); sockets.add(upstream)
+    let held: Buffer[] | undefined
+    upstream.pipe(client)
+    client.on('data', (chunk: Buffer) => {
+      if (held !== undefined) { held.push(chunk); return }
+      if (armed && marker.test(chunk.toString('latin1'))) {
+        armed = false
+        held = [chunk]
+        setTimeout(() => { for (const c of held ?? []) upstream.write(c); held = undefined; release() }, holdMs)
+        return
+      }
+      upstream.write(chunk)
+    })
+    const end = (): void => { client.destroy(); upstream.destroy() }
+    client.on('error', end); upstream.on('error', end); client.on('close', end); upstream.on('close', end)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise(resolve => server.close(resolve))
+  })
+  const { port } = server.address() as { port: number }
+  return { url: `redis://127.0.0.1:${port}`, arm: () => { armed = true }, released }
+}
+
+t.test('a 503 whose append Redis ran anyway: the retry with the same key replays it, no second entry', async t => {
+  const up = await upstream(t)
+  const stream = uniqueStream(t, 'cmd-lost-reply')
+  const prefix = uniquePrefix(t, 'ev-cmd-lost-reply')
+  // The append (EVALSHA; XADD before the fix) is held past the gateway's Redis command timeout (250 ms).
+  const relay = await delayingRelay(t, /\bevalsha\b|\bxadd\b/i, 600)
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': gatewayYaml({ upstream: up.url, stream, redis: { url: relay.url, keyPrefix: prefix } }),
+  })
+  await eventually('redis up', async () => (JSON.parse((await app.inject({ url: '/readyz' })).body) as { redis: string }).redis === 'up', 10_000)
+  t.equal((await submit(app, { key: 'warm-up' })).statusCode, 202, 'a first command loads the scripts')
+  await withClient(REDIS_URL, async c => await c.del(stream))
+
+  relay.arm()
+  const lost = await submit(app, { key: 'lost-reply' })
+  const body = expectProblem(t, lost, 503, 'EVENTS_UNAVAILABLE', 'the reply did not come in time')
+  t.match(body.detail, /idempotency-key/)
+  await relay.released
+  await eventually('the held append ran', async () => await streamLength(stream) === 1)
+
+  const retry = await submit(app, { key: 'lost-reply' })
+  t.equal(retry.statusCode, 202)
+  t.equal(retry.headers['idempotent-replayed'], 'true', 'the stored command is replayed')
+  const entries = await readStream(stream)
+  t.equal(entries.length, 1, 'stored once, although the client saw a 503 and retried')
+  t.equal(commandIdOf(retry), entries[0].fields.commandId)
 })
 
 t.test('memory sink (events: { sink: memory }, no Redis): 202 and the entry in the sink', async t => {

@@ -130,7 +130,7 @@ t.test('malformed events and publish/command settings are errors naming the fiel
   const proxy = '    proxy: { service: orders }\n'
   // [top-level lines, route target lines, the one expected problem without FILE]
   const cases: Array<[string, string, string]> = [
-    ['events: { sink: kafka }\n', proxy, ':1: events.sink: must be one of: redis, memory'],
+    ['events: { sink: kafka }\n', proxy, ':1: events.sink: must be redis, memory or auto'],
     ['events: { sink: memory, maxLen: 0 }\n', proxy, ':1: events.maxLen: must be >= 1'],
     ['events: { sink: memory, publishRetries: 11 }\n', proxy, ':1: events.publishRetries: must be <= 10'],
     ['events: { sink: memory, idempotencyWindow: soon }\n', proxy, ':1: events.idempotencyWindow: must be a duration such as 500ms, 2s, 1m, 1h or a number of milliseconds'],
@@ -181,7 +181,34 @@ t.test('with redis.url the sink is Redis by default; events: { sink: memory } ov
   const memory = load(`redis:\n  url: redis://127.0.0.1:6379\nevents: { sink: memory }\n${HEAD}${EVENT_ROUTES}`)
   t.same(memory.lines, [])
   t.equal(memory.result?.config.events.sink, 'memory')
+  // Loaded, but said: events kept in one process beside a Redis every instance could share.
+  t.same(memory.result?.warnings.map(formatProblem), [
+    `${memory.file}:3: events.sink: warning: sink: memory keeps events inside this one process although redis.url is set: other instances and \`portico events tail\` never see them, and a restart loses them (use sink: redis or auto)`,
+  ])
   const none = load(HEAD + '  - id: list\n    method: GET\n    path: /l\n    policy: public\n    proxy: { service: orders }\n')
   t.same(none.lines, [])
   t.equal(none.result?.config.events.sink, undefined, 'no redis, no events: no sink (and no event routes allowed)')
+})
+
+t.test('events.sink: auto (or empty, an unset ${EVENTS_SINK:-}) follows redis.url, else memory', async t => {
+  for (const sink of ['auto', '""']) {
+    const withRedis = load(`redis:\n  url: redis://127.0.0.1:6379\nevents: { sink: ${sink} }\n${HEAD}${EVENT_ROUTES}`)
+    t.same(withRedis.lines, [], `${sink} with redis.url: loads`)
+    t.equal(withRedis.result?.config.events.sink, 'redis', `${sink} with redis.url: redis`)
+    t.same(withRedis.result?.warnings, [], `${sink} with redis.url: no warning`)
+    const alone = load(`events: { sink: ${sink} }\n${HEAD}${EVENT_ROUTES}`)
+    t.same(alone.lines, [], `${sink} without redis.url: loads`)
+    t.equal(alone.result?.config.events.sink, 'memory', `${sink} without redis.url: memory`)
+  }
+})
+
+t.test('the shipped demo config: REDIS_URL set means the redis sink; EVENTS_SINK=memory beside it is warned about', async t => {
+  const shipped = join(import.meta.dirname, '..', '..', 'config', 'gateway.yaml')
+  const redis = loadConfig(shipped, { REDIS_URL: 'redis://127.0.0.1:6379' })
+  t.equal(redis.config.events.sink, 'redis', 'docker run -e REDIS_URL=... stores events in Redis')
+  t.same(redis.warnings, [])
+  t.equal(loadConfig(shipped, {}).config.events.sink, 'memory', 'npm start without Redis: memory')
+  const forced = loadConfig(shipped, { REDIS_URL: 'redis://127.0.0.1:6379', EVENTS_SINK: 'memory' })
+  t.equal(forced.config.events.sink, 'memory')
+  t.match(forced.warnings.map(formatProblem), [/config\/gateway\.yaml:\d+: events\.sink: warning: sink: memory keeps events inside this one process although redis\.url is set/])
 })

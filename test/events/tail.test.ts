@@ -1,7 +1,8 @@
 // `portico events tail` (README "Events"), the real CLI in its own process
 // against the real Redis: it prints each new stream entry as one JSON line
 // with `body` parsed, `--from-start` prints what is already there, SIGTERM
-// ends it with exit 0, and without redis.url it refuses with exit 1.
+// ends it with exit 0, and without redis.url or with Redis unreachable it
+// refuses with one line and exit 1.
 import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -9,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { writeConfigFiles, buildFromFiles } from '../helpers/gateway.js'
-import { startUpstream } from '../helpers/upstream.js'
+import { closedPort, startUpstream } from '../helpers/upstream.js'
 import { REDIS_URL, eventually, uniquePrefix, withClient } from '../helpers/redis.js'
 import { uniqueStream } from '../helpers/events.js'
 
@@ -176,6 +177,22 @@ t.test('a config without redis.url: exit 1, saying why', async t => {
   t.equal(r.status, 1)
   t.match(r.stderr, /redis\.url/)
   t.equal(r.stdout, '')
+})
+
+t.test('Redis unreachable: one line on stderr, no stack, exit 1 (and a password in the URL is masked)', async t => {
+  const port = await closedPort()
+  for (const [url, shown] of [
+    [`redis://127.0.0.1:${port}`, `redis://127.0.0.1:${port}`],
+    [`redis://:tail-s3cret-pw@127.0.0.1:${port}/0`, `redis://:***@127.0.0.1:${port}/0`],
+  ]) {
+    const r = spawnSync(process.execPath, [CLI, 'events', 'tail', '--stream', 'orders', '--config', configFile(url)], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 })
+    t.equal(r.status, 1, `${shown}: exit 1 (not retrying forever)`)
+    t.equal(r.stdout, '', 'nothing on stdout')
+    const lines = r.stderr.split('\n').filter(l => l !== '')
+    t.equal(lines.length, 1, `one stderr line, got: ${r.stderr.slice(0, 500)}`)
+    t.match(lines[0], new RegExp(`^portico: cannot reach Redis at ${shown.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: connect ECONNREFUSED`))
+    t.notMatch(r.stderr, /\n\s+at |ioredis|tail-s3cret-pw/, 'no stack, no ioredis noise, no password')
+  }
 })
 
 t.test('usage errors: exit 2', async t => {
