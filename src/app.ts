@@ -94,7 +94,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
 
   const policies = compilePolicies(config)
   const cache = redis !== undefined
-    ? new CacheLayer(shared.redisCacheStore(redis, config.redis.url, config.redis.keyPrefix, config.cache), app.log, config.cache.timeout, () => redis.state() === 'up')
+    ? new CacheLayer(shared.redisCacheStore(redis, config.redis.url, config.redis.keyPrefix, config.cache), app.log, config.cache.timeout, redis)
     : new CacheLayer(shared.memoryCacheStore(config.cache), app.log, config.cache.timeout)
   const sink = config.events.sink === 'redis' && redis !== undefined
     ? new RedisEventSink(redis.client, config.events.maxLen, config.redis.keyPrefix)
