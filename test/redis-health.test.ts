@@ -33,6 +33,8 @@ async function gateway (t: Test, redisUrl: string, upstreamUrl: string): Promise
       routes: [
         { id: 'items', method: 'GET', path: '/api/items', policy: 'public', proxy: { service: 'backend', path: '/items' }, cache: { ttl: '1m' } },
         { id: 'limited', method: 'GET', path: '/api/limited', policy: 'public', proxy: { service: 'backend', path: '/limited' }, rateLimit: { max: 100, window: '1m' } },
+        // Max 200: a key used fast enough is claimed two counts at a time (a lease, src/rate-limit-lease.ts).
+        { id: 'busy', method: 'GET', path: '/api/busy', policy: 'public', proxy: { service: 'backend', path: '/busy' }, rateLimit: { max: 200, window: '1m' } },
         { id: 'orders', method: 'POST', path: '/api/orders', policy: 'public', proxy: { service: 'backend', path: '/orders' }, publish: { stream: STREAM, type: 'order.created' } },
       ],
     }),
@@ -60,10 +62,11 @@ async function snapshot (app: FastifyInstance): Promise<Seen> {
 
 const readyz = async (app: FastifyInstance): Promise<string> => (await app.inject({ url: '/readyz' })).json<{ redis: string }>().redis
 const limitKey = `${PREFIX}rl:limited:ip:127.0.0.1`
+const busyKey = `${PREFIX}rl:busy:ip:127.0.0.1`
 
-function expectLimitHeaders (t: Test, res: LightMyRequestResponse, remaining: number, label: string): void {
+function expectLimitHeaders (t: Test, res: LightMyRequestResponse, remaining: number, label: string, max = 100): void {
   t.equal(res.statusCode, 200, `${label}: the rate-limited route answers 200`)
-  t.equal(res.headers['ratelimit-limit'], '100', `${label}: ratelimit-limit`)
+  t.equal(res.headers['ratelimit-limit'], String(max), `${label}: ratelimit-limit`)
   t.equal(res.headers['ratelimit-remaining'], String(remaining), `${label}: ratelimit-remaining ${remaining}`)
 }
 
@@ -91,6 +94,11 @@ t.test('Redis killed and restarted: every store follows the one signal, together
   expectLimitHeaders(t, before.limited, 99, 'Redis up')
   t.equal(await withClient(server.url, async c => await c.get(limitKey)), '1', 'the request was counted in Redis')
   t.equal(before.order.statusCode, 201)
+  // Two requests in a row: the second claims a lease of two counts and uses one (Redis counts 3).
+  t.equal((await app.inject({ url: '/api/busy' })).headers['ratelimit-remaining'], '199')
+  t.equal((await app.inject({ url: '/api/busy' })).headers['ratelimit-remaining'], '198')
+  const busyBefore = await withClient(server.url, async c => await c.get(busyKey))
+  t.ok(busyBefore === '2' || busyBefore === '3', `counted in Redis, a count perhaps claimed ahead (${String(busyBefore)})`)
   await eventually('the first order is published', async () => events.counters.published === 1)
   t.equal(await withClient(server.url, async c => await c.xlen(`${STREAM}`)), 1, 'the event is in the Redis stream')
 
@@ -124,6 +132,10 @@ t.test('Redis killed and restarted: every store follows the one signal, together
   t.equal(hitsOf('/items'), 4, 'one upstream call for the MISS, none for the HIT')
   expectLimitHeaders(t, back.limited, 99, 'back: counted in the (new, empty) Redis')
   t.equal(await withClient(server.url, async c => await c.get(limitKey)), '1', 'back: the rate-limit key is in Redis')
+  // A count leased from the old Redis is not handed out: the new Redis counts this request.
+  const busy = await app.inject({ url: '/api/busy' })
+  expectLimitHeaders(t, busy, 199, 'back: a leased route', 200)
+  t.equal(await withClient(server.url, async c => await c.get(busyKey)), '1', 'back: the leased route counts in the new Redis, no lease from before the outage used')
   t.equal(back.order.statusCode, 201)
   await eventually('back: the order is published', async () => events.counters.published === 2)
   t.equal(await withClient(server.url, async c => await c.xlen(STREAM)), 1, 'back: the event is in the restarted Redis')
