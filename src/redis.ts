@@ -90,9 +90,10 @@ export function connectRedis (url: string, log: FastifyBaseLogger, opts: RedisOp
     },
     close: async () => {
       client.removeAllListeners('close')
+      // Closing is not an outage: nobody is told, the state just reads down from now on.
+      listeners.clear()
       client.disconnect()
       changed(false)
-      listeners.clear()
     },
     settled: async (ms) => {
       let timer: NodeJS.Timeout | undefined
