@@ -39,7 +39,10 @@ export function connectRedis (url: string, log: FastifyBaseLogger, opts: RedisOp
     if (now === up) return
     up = now
     const state = up ? 'up' : 'down'
-    for (const fn of [...listeners]) fn(state)
+    for (const fn of [...listeners]) {
+      // A store's failing listener must neither stop the others nor escape into ioredis's event handler.
+      try { fn(state) } catch (err) { log.error({ err: (err as Error).message }, 'a Redis state listener failed') }
+    }
   }
   let settle: () => void = () => {}
   const firstAttempt = new Promise<void>(resolve => { settle = resolve })
