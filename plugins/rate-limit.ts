@@ -22,16 +22,20 @@ const REDIS_STARTUP_WAIT = 2000
 
 export default fp<PorticoRateLimitOptions>(async function rateLimitPlugin (app, opts) {
   const redis = opts.redis
+  let store: unknown = localStoreClass()
   if (redis !== undefined) {
     // Serve no request before Redis has answered (or refused): otherwise a freshly started
     // instance counts its first requests locally, unshared with the other instances.
     app.addHook('onReady', async () => { await redis.settled(REDIS_STARTUP_WAIT) })
+    const fallback = fallbackStoreClass(redis, `${opts.keyPrefix}rl:`)
+    app.addHook('onClose', async () => { fallback.close() })
+    store = fallback.Store
   }
   await app.register(rateLimit, {
     global: false,
     hook: 'preParsing',
     enableDraftSpec: true,
-    store: (opts.redis !== undefined ? fallbackStoreClass(opts.redis, `${opts.keyPrefix}rl:`) : localStoreClass()) as unknown as FastifyRateLimitStoreCtor,
+    store: store as FastifyRateLimitStoreCtor,
     errorResponseBuilder: (_request, ctx) => new GatewayError('RATE_LIMITED', `rate limit of ${ctx.max} requests exceeded, retry in ${ctx.after}`),
   })
 }, { name: 'portico-rate-limit' })

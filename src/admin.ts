@@ -63,9 +63,9 @@ export async function buildAdminApp (gatewayOrGetter: FastifyInstance | (() => F
     },
   }, async (request) => {
     const body = request.body as { tags?: string[], all?: true }
-    const store = current().cacheLayer.store
     try {
-      const purged = body.all === true ? await store.purgeAll() : await store.purgeTags(body.tags ?? [])
+      // Through the cache layer, so reads in flight when the purge lands do not store their older answers.
+      const purged = await current().cacheLayer.purge(body.all === true ? { all: true } : { tags: body.tags ?? [] })
       return { purged }
     } catch (err) {
       throw new GatewayError('INTERNAL_ERROR', 'the cache store could not be purged', { cause: err })

@@ -94,10 +94,10 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
 
   const policies = compilePolicies(config)
   const cache = redis !== undefined
-    ? new CacheLayer(shared.redisCacheStore(redis, config.redis.url, config.redis.keyPrefix, config.cache), app.log, config.cache.timeout, () => redis.state() === 'up')
+    ? new CacheLayer(shared.redisCacheStore(redis, config.redis.url, config.redis.keyPrefix, config.cache), app.log, config.cache.timeout, redis)
     : new CacheLayer(shared.memoryCacheStore(config.cache), app.log, config.cache.timeout)
   const sink = config.events.sink === 'redis' && redis !== undefined
-    ? new RedisEventSink(redis.client, config.events.maxLen, config.redis.keyPrefix)
+    ? new RedisEventSink(redis, config.events.maxLen, config.redis.keyPrefix)
     : config.events.sink === 'memory' ? shared.memoryEventSink(config.events.maxLen) : undefined
   const events = sink !== undefined ? new EventPublisher(sink, app.log, config.events.publishRetries, 50, shared.eventCounters) : undefined
   const plans = config.routes.map(route => compileRoutePlan(route, { config, clients, policies, cache, log: app.log, ...(events !== undefined ? { events } : {}) }))

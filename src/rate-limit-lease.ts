@@ -57,6 +57,15 @@ export class LeasedCounters {
     this.lease = (key, count, windowMs, cb) => { (r.porticoRateLease as LeaseCommand)(key, count, windowMs, cb) }
   }
 
+  /**
+   * Drops every lease (Redis went down): what Redis holds after an outage is
+   * unknown (a restarted Redis has no counters), so counts claimed before it
+   * are not handed out after it; the next request claims anew.
+   */
+  forget (): void {
+    this.state.clear()
+  }
+
   incr (key: string, cb: IncrCallback, timeWindow: number, max: number): void {
     const s = this.state.get(key)
     const now = Date.now()

@@ -1,8 +1,9 @@
 // The rate-limit store: counters in Redis so every gateway instance shares
 // them (claimed in leases for busy keys: rate-limit-lease.ts), with a local
 // in-memory store standing in while Redis is unreachable.
-// The switch is per call: no request waits for Redis to come back, and the
-// shared counters are used again as soon as the connection is ready.
+// The switch is per call, on the Redis connection's health (redis.ts): no
+// request waits for Redis to come back, and the shared counters are used
+// again as soon as the connection is ready. Leases do not outlive an outage.
 
 import type { RedisConnection } from './redis.js'
 // @fastify/rate-limit ships these stores as plain CommonJS modules.
@@ -25,13 +26,26 @@ interface RouteStoreOptions {
 type StoreCtor = new (...args: unknown[]) => Store
 const LocalStore = LocalStoreModule as unknown as StoreCtor
 
-/** A store class for @fastify/rate-limit bound to one Redis connection and key prefix. */
-export function fallbackStoreClass (redis: RedisConnection, prefix: string): new (opts: unknown) => Store {
+/**
+ * A store class for @fastify/rate-limit bound to one Redis connection and key
+ * prefix, and `close` to stop following the connection's health (when the app
+ * that uses it closes: the connection outlives a reload).
+ */
+export function fallbackStoreClass (redis: RedisConnection, prefix: string): { Store: new (opts: unknown) => Store, close: () => void } {
   const children = new Map<string, Store>()
+  const leases = new Set<LeasedCounters>()
+  const leased = (keyPrefix: string): LeasedCounters => {
+    const counters = new LeasedCounters(redis.client, keyPrefix)
+    leases.add(counters)
+    return counters
+  }
+  const close = redis.onStateChange(state => {
+    if (state === 'down') for (const counters of leases) counters.forget()
+  })
   class FallbackStore implements Store {
     constructor (
       _opts: unknown,
-      private readonly shared: Pick<Store, 'incr'> = new LeasedCounters(redis.client, prefix),
+      private readonly shared: Pick<Store, 'incr'> = leased(prefix),
       private readonly local: Store = new LocalStore(false, false, 10_000),
     ) {}
 
@@ -52,13 +66,13 @@ export function fallbackStoreClass (redis: RedisConnection, prefix: string): new
       const id = routeIdOf(routeOptions)
       let store = children.get(id)
       if (store === undefined) {
-        store = new FallbackStore(undefined, new LeasedCounters(redis.client, `${prefix}${id}:`), new LocalStore(false, false, 10_000))
+        store = new FallbackStore(undefined, leased(`${prefix}${id}:`), new LocalStore(false, false, 10_000))
         children.set(id, store)
       }
       return store
     }
   }
-  return FallbackStore
+  return { Store: FallbackStore, close }
 }
 
 function routeIdOf (routeOptions: RouteStoreOptions): string {

@@ -1,16 +1,26 @@
 // The gateway's one Redis connection (per process), shared by the rate
-// limiter and, later, the cache and event sink. It is built to fail fast:
-// no offline queue and a short command timeout, so a Redis outage turns into
-// an immediate fallback, never into requests hanging on Redis.
+// limiter, the cache (and its near cache) and the event sink. It is built to
+// fail fast: no offline queue and a short command timeout, so a Redis outage
+// turns into an immediate fallback, never into requests hanging on Redis.
+//
+// It is also the one place that knows whether Redis is up: every store reads
+// `state()` or listens to `onStateChange`, none keeps its own guess, so
+// /readyz, the cache, the rate limiter and the event sink never disagree.
 
 import { Cluster, Redis, type RedisOptions as IORedisOptions } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 
 export type RedisState = 'up' | 'down' | 'not configured'
 
-export interface RedisConnection {
+/** Whether Redis is up, as every store sees it. */
+export interface RedisHealth {
+  state: () => 'up' | 'down'
+  /** Calls `fn` on every change between up and down (not on repeats); returns the unsubscribe. */
+  onStateChange: (fn: (state: 'up' | 'down') => void) => () => void
+}
+
+export interface RedisConnection extends RedisHealth {
   client: Redis | Cluster
-  state: () => RedisState
   close: () => Promise<void>
   /** Resolves once the first connection attempt succeeded or failed, or after `ms`; then the state. */
   settled: (ms: number) => Promise<RedisState>
@@ -24,6 +34,16 @@ export interface RedisOptions {
 export function connectRedis (url: string, log: FastifyBaseLogger, opts: RedisOptions = {}): RedisConnection {
   let up = false
   let outageLogged = false
+  const listeners = new Set<(state: 'up' | 'down') => void>()
+  const changed = (now: boolean): void => {
+    if (now === up) return
+    up = now
+    const state = up ? 'up' : 'down'
+    for (const fn of [...listeners]) {
+      // A store's failing listener must neither stop the others nor escape into ioredis's event handler.
+      try { fn(state) } catch (err) { log.error({ err: (err as Error).message }, 'a Redis state listener failed') }
+    }
+  }
   let settle: () => void = () => {}
   const firstAttempt = new Promise<void>(resolve => { settle = resolve })
   const options: IORedisOptions = {
@@ -49,13 +69,13 @@ export function connectRedis (url: string, log: FastifyBaseLogger, opts: RedisOp
       ? new Redis({ ...options, sentinels: target.nodes, name: target.name, db: target.db, ...(target.password !== undefined ? { password: target.password } : {}) })
       : new Redis(url, options)
   client.on('ready', () => {
-    up = true
+    changed(true)
     settle()
     if (outageLogged) log.info('redis is back: shared stores in use again')
     outageLogged = false
   })
   const down = (err?: Error): void => {
-    up = false
+    changed(false)
     settle()
     if (!outageLogged) {
       outageLogged = true
@@ -67,9 +87,16 @@ export function connectRedis (url: string, log: FastifyBaseLogger, opts: RedisOp
   return {
     client,
     state: () => (up ? 'up' : 'down'),
+    onStateChange: (fn) => {
+      listeners.add(fn)
+      return () => { listeners.delete(fn) }
+    },
     close: async () => {
       client.removeAllListeners('close')
+      // Closing is not an outage: nobody is told, the state just reads down from now on.
+      listeners.clear()
       client.disconnect()
+      changed(false)
     },
     settled: async (ms) => {
       let timer: NodeJS.Timeout | undefined

@@ -11,7 +11,6 @@ import { createServiceClient, type ServiceClient } from './upstream/client.js'
 import { connectRedis, type RedisConnection } from './redis.js'
 import { MemoryCacheStore } from './cache/memory-store.js'
 import { NearCacheStore } from './cache/near-store.js'
-import { RedisInvalidations } from './cache/invalidations.js'
 import { RedisCacheStore } from './cache/redis-store.js'
 import { Redis } from 'ioredis'
 import { MemoryEventSink } from './events/memory-sink.js'
@@ -25,7 +24,7 @@ export class SharedResources {
   private readonly clients = new Map<string, { fingerprint: string, client: ServiceClient }>()
   private redisConn: { url: string, conn: RedisConnection } | undefined
   private memoryCache: { fingerprint: string, store: MemoryCacheStore } | undefined
-  private nearCache: { fingerprint: string, store: NearCacheStore, feed: RedisInvalidations } | undefined
+  private nearCache: { fingerprint: string, store: NearCacheStore } | undefined
   private memorySink: MemoryEventSink | undefined
   /** Retired resources, closed once no app uses them. */
   private retired: Array<() => Promise<void>> = []
@@ -94,16 +93,15 @@ export class SharedResources {
     const fingerprint = `${url}|${keyPrefix}|${settings.maxEntries}/${settings.maxBytes}`
     if (this.nearCache?.fingerprint === fingerprint) return this.nearCache.store
     this.retireNearCache()
-    const store = new NearCacheStore(remote, new MemoryCacheStore({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes }))
-    const feed = new RedisInvalidations(conn.client, `${keyPrefix}c:`, store, this.log)
-    store.feed = feed
-    this.nearCache = { fingerprint, store, feed }
+    const local = new MemoryCacheStore({ maxEntries: settings.maxEntries, maxBytes: settings.maxBytes })
+    const store = new NearCacheStore({ remote, local, redis: { client: conn.client, state: conn.state, onStateChange: conn.onStateChange }, keyPrefix: `${keyPrefix}c:`, log: this.log })
+    this.nearCache = { fingerprint, store }
     return store
   }
 
   private retireNearCache (): void {
     if (this.nearCache === undefined) return
-    this.retired.push(this.nearCache.feed.close.bind(this.nearCache.feed))
+    this.retired.push(this.nearCache.store.close.bind(this.nearCache.store))
     this.nearCache = undefined
   }
 

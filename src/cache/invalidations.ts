@@ -7,11 +7,14 @@
 // the tracking (CLIENT TRACKING ON REDIRECT <sub's id> BCAST PREFIX <p>).
 // Whenever either connection is lost, tracking is lost with it: the feed goes
 // not-live and asks for a full flush, and on reconnect it subscribes and
-// re-enables tracking before it is live again. Until then the near cache is
-// skipped and every read goes to Redis.
+// re-enables tracking before it is live again. The gateway's Redis connection
+// (redis.ts) going down counts as a loss too, and its coming back re-enables
+// tracking: the feed is never live while the rest of the gateway takes Redis
+// for down. Until then the near cache is skipped and every read goes to Redis.
 
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
+import type { RedisHealth } from '../redis.js'
 
 const CHANNEL = '__redis__:invalidate'
 
@@ -21,8 +24,8 @@ export interface InvalidationListener {
 }
 
 export class RedisInvalidations {
-  /** True while Redis is known to tell us every change. */
-  live = false
+  /** Tracking is on for our subscriber connection. */
+  private tracking = false
   private readonly sub: Redis
   private readonly tracker: Redis
   private readonly prefixBytes: Buffer
@@ -31,8 +34,9 @@ export class RedisInvalidations {
   private closed = false
   /** The subscriber connection's id once it has subscribed (per connection: reset on reconnect). */
   private subId: string | undefined
+  private readonly unsubscribe: () => void
 
-  constructor (main: Redis, private readonly prefix: string, private readonly listener: InvalidationListener, private readonly log: FastifyBaseLogger) {
+  constructor (main: Redis, private readonly health: RedisHealth, private readonly prefix: string, private readonly listener: InvalidationListener, private readonly log: FastifyBaseLogger) {
     this.prefixBytes = Buffer.from(prefix)
     const own = { autoResubscribe: false, enableAutoPipelining: false, enableOfflineQueue: false, lazyConnect: true }
     this.sub = main.duplicate(own)
@@ -46,13 +50,23 @@ export class RedisInvalidations {
     this.sub.on('messageBuffer', (channel: Buffer, message: unknown) => {
       if (channel.toString() === CHANNEL) this.message(message)
     })
+    this.unsubscribe = health.onStateChange(state => {
+      if (state === 'down') this.lost()
+      else void this.establish()
+    })
     this.sub.connect().catch(() => {})
     this.tracker.connect().catch(() => {})
   }
 
+  /** True while Redis is up and known to tell us every change. */
+  get live (): boolean {
+    return this.tracking && this.health.state() === 'up'
+  }
+
   async close (): Promise<void> {
     this.closed = true
-    this.live = false
+    this.tracking = false
+    this.unsubscribe()
     this.sub.disconnect()
     this.tracker.disconnect()
   }
@@ -68,16 +82,16 @@ export class RedisInvalidations {
   }
 
   private lost (): void {
-    if (this.live) this.log.warn('near cache paused: the Redis invalidation feed was lost (reads go to Redis)')
-    this.live = false
+    if (this.tracking) this.log.warn('near cache paused: the Redis invalidation feed was lost (reads go to Redis)')
+    this.tracking = false
     this.attempt++
     this.listener.invalidated(null)
   }
 
   private async establish (): Promise<void> {
-    if (this.closed || this.sub.status !== 'ready' || this.tracker.status !== 'ready') return
+    if (this.closed || this.sub.status !== 'ready' || this.tracker.status !== 'ready' || this.health.state() !== 'up') return
     const attempt = ++this.attempt
-    this.live = false
+    this.tracking = false
     try {
       if (this.subId === undefined) {
         // CLIENT ID first: a subscribed connection (RESP2) accepts nothing but (UN)SUBSCRIBE.
@@ -90,7 +104,7 @@ export class RedisInvalidations {
       if (attempt !== this.attempt || this.closed) return
       // What happened while nobody was listening is unknown: start empty.
       this.listener.invalidated(null)
-      this.live = true
+      this.tracking = true
       this.log.info('near cache live: Redis tracks the cache keys for this instance')
     } catch (err) {
       if (attempt !== this.attempt) return

@@ -2,9 +2,15 @@
 // time budget, and a store that is down, slow or failing is skipped rather
 // than waited for (the request is served from the upstream, `x-cache:
 // BYPASS`). Failures are logged once per outage; the next operation after
-// the store answers again resumes caching by itself.
+// the store answers again resumes caching by itself. A Redis-backed store is
+// not even tried while the Redis connection says it is down.
+//
+// Every purge goes through here (a route's `invalidates` and the operator's
+// admin purge alike), so each one marks the reads in flight: a read that
+// started before a purge does not store its answer from before it.
 
 import type { FastifyBaseLogger } from 'fastify'
+import type { RedisHealth } from '../redis.js'
 import type { CacheEntry, CacheStore } from './store.js'
 import type { FillContext, ValueFiller } from '../compile/template.js'
 import type { WaitTally } from './coalesce.js'
@@ -19,6 +25,8 @@ export class CacheLayer {
   private failing = false
   /** When each tag was last purged by this instance (bounded; for reads racing a write). */
   private readonly purgedAt = new Map<string, number>()
+  /** When this instance last purged everything. */
+  private purgedAllAt = -Infinity
   /** Requests of every cached route waiting on a miss another request is already fetching (an observable, e.g. for tests). */
   readonly coalesced: WaitTally = { waiting: 0 }
 
@@ -26,9 +34,13 @@ export class CacheLayer {
     readonly store: CacheStore,
     private readonly log: FastifyBaseLogger,
     private readonly budget: number,
-    /** Cheap pre-check (e.g. the Redis connection is not up): skip without trying. */
-    private readonly available: () => boolean = () => true,
+    /** The Redis connection's health when the store lives in Redis: skipped without trying while it is down. */
+    private readonly redis?: RedisHealth,
   ) {}
+
+  private available (): boolean {
+    return this.redis === undefined || this.redis.state() === 'up'
+  }
 
   /** An entry this process holds already (the near cache): no budget, no wait. */
   peek (key: string): CacheEntry | undefined {
@@ -56,16 +68,10 @@ export class CacheLayer {
     }
   }
 
-  /** Purges by tag; false when the store could not be reached (the entries then expire by ttl). */
+  /** Purges by tag (a route's `invalidates`); false when the store could not be reached (the entries then expire by ttl). */
   async purgeTags (tags: string[]): Promise<boolean> {
     if (tags.length === 0) return true
-    const now = Date.now()
-    for (const tag of tags) {
-      this.purgedAt.delete(tag)
-      this.purgedAt.set(tag, now)
-    }
-    // Only races with reads in flight matter; old marks can go (oldest first).
-    while (this.purgedAt.size > 10_000) this.purgedAt.delete(this.purgedAt.keys().next().value as string)
+    this.markPurged(tags)
     try {
       await this.withBudget(this.store.purgeTags(tags), this.budget * 4)
       return true
@@ -75,8 +81,31 @@ export class CacheLayer {
     }
   }
 
-  /** True when this instance purged any of the tags at or after `since` (epoch ms). */
+  /**
+   * The operator's purge, by tag or of everything: how many entries were
+   * removed. Rejects when the store cannot be reached; no time budget, the
+   * operator waits for the count.
+   */
+  async purge (what: { tags: string[] } | { all: true }): Promise<number> {
+    if ('all' in what) this.purgedAllAt = Date.now()
+    else this.markPurged(what.tags)
+    if (!this.available()) throw new Error('the cache store (Redis) is down')
+    return 'all' in what ? await this.store.purgeAll() : await this.store.purgeTags(what.tags)
+  }
+
+  private markPurged (tags: string[]): void {
+    const now = Date.now()
+    for (const tag of tags) {
+      this.purgedAt.delete(tag)
+      this.purgedAt.set(tag, now)
+    }
+    // Only races with reads in flight matter; old marks can go (oldest first).
+    while (this.purgedAt.size > 10_000) this.purgedAt.delete(this.purgedAt.keys().next().value as string)
+  }
+
+  /** True when this instance purged any of the tags, or everything, at or after `since` (epoch ms). */
   purgedSince (tags: string[], since: number): boolean {
+    if (this.purgedAllAt >= since) return true
     for (const tag of tags) {
       const at = this.purgedAt.get(tag)
       if (at !== undefined && at >= since) return true

@@ -6,12 +6,22 @@
 // races a change is not kept: while a key is being read, an invalidation of
 // it marks the read, and a marked read is returned but not remembered.
 
+import type { Redis } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
 import type { CacheEntry, CacheStore } from './store.js'
 import type { MemoryCacheStore } from './memory-store.js'
-import type { InvalidationListener } from './invalidations.js'
+import type { RedisHealth } from '../redis.js'
+import { RedisInvalidations, type InvalidationListener } from './invalidations.js'
 
-export interface InvalidationFeed {
-  readonly live: boolean
+export interface NearCacheOptions {
+  /** The Redis store this one is in front of. */
+  remote: CacheStore
+  local: MemoryCacheStore
+  /** The gateway's Redis connection: its client (duplicated for the tracking feed) and its health. */
+  redis: { client: Redis } & RedisHealth
+  /** The prefix of the entry keys in Redis (what tracking watches). */
+  keyPrefix: string
+  log: FastifyBaseLogger
 }
 
 export class NearCacheStore implements CacheStore, InvalidationListener {
@@ -20,9 +30,20 @@ export class NearCacheStore implements CacheStore, InvalidationListener {
   private readonly reading = new Map<string, { readers: number, changed: boolean }>()
   /** Bumped by a full flush: reads started before it are not remembered. */
   private epoch = 0
-  feed: InvalidationFeed = { live: false }
+  private readonly remote: CacheStore
+  private readonly local: MemoryCacheStore
+  private readonly feed: RedisInvalidations
 
-  constructor (private readonly remote: CacheStore, private readonly local: MemoryCacheStore) {}
+  constructor (opts: NearCacheOptions) {
+    this.remote = opts.remote
+    this.local = opts.local
+    this.feed = new RedisInvalidations(opts.redis.client, opts.redis, opts.keyPrefix, this, opts.log)
+  }
+
+  /** Stops the tracking feed (its two connections). */
+  async close (): Promise<void> {
+    await this.feed.close()
+  }
 
   peek (key: string): CacheEntry | undefined {
     return this.feed.live ? this.local.peek(key) : undefined

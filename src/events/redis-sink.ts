@@ -1,4 +1,9 @@
+// Events in Redis Streams, idempotency keys as plain keys with a TTL. While
+// the gateway's Redis connection says Redis is down, every call fails at
+// once (the caller answers or logs it), without asking the client.
+
 import type { Cluster, Redis } from 'ioredis'
+import type { RedisHealth } from '../redis.js'
 import { eventFields, type EventSink, type GatewayEvent } from './sink.js'
 
 // XADD and the key's confirmation in one script: if Redis fails mid-way the
@@ -18,19 +23,22 @@ type ScriptClient = Record<'porticoAppendConfirmed' | 'porticoRelease', (...args
 export class RedisEventSink implements EventSink {
   readonly kind = 'redis'
   readonly appendConfirmed?: EventSink['appendConfirmed']
+  private readonly client: Redis | Cluster
 
   constructor (
-    private readonly client: Redis | Cluster,
+    private readonly redis: { client: Redis | Cluster } & RedisHealth,
     /** Streams are trimmed to about this many entries (MAXLEN ~). */
     private readonly maxLen: number,
     private readonly keyPrefix: string,
   ) {
+    const client = this.client = redis.client
     client.defineCommand('porticoRelease', { numberOfKeys: 1, lua: RELEASE_IF })
     // In a cluster the stream and the key hash to different slots; a script
     // cannot touch both, so there the two steps stay separate.
     if (!client.isCluster) {
       client.defineCommand('porticoAppendConfirmed', { numberOfKeys: 2, lua: APPEND_CONFIRMED })
       this.appendConfirmed = async (stream, event, key, value, window) => {
+        this.mustBeUp()
         const id = await this.scripts.porticoAppendConfirmed(stream, this.idemKey(key), this.maxLen, window, value, ...eventFields(event))
         if (typeof id !== 'string') throw new Error(`XADD to ${stream} returned no id`)
         return id
@@ -41,12 +49,14 @@ export class RedisEventSink implements EventSink {
   private get scripts (): ScriptClient { return this.client as unknown as ScriptClient }
 
   async append (stream: string, event: GatewayEvent): Promise<string> {
+    this.mustBeUp()
     const id = await this.client.xadd(stream, 'MAXLEN', '~', this.maxLen, '*', ...eventFields(event))
     if (id === null) throw new Error(`XADD to ${stream} returned no id`)
     return id
   }
 
   async claim (key: string, value: string, window: number): Promise<string | undefined> {
+    this.mustBeUp()
     const k = this.idemKey(key)
     for (;;) {
       if (await this.client.set(k, value, 'PX', window, 'NX') === 'OK') return undefined
@@ -57,11 +67,17 @@ export class RedisEventSink implements EventSink {
   }
 
   async confirm (key: string, value: string, window: number): Promise<void> {
+    this.mustBeUp()
     await this.client.set(this.idemKey(key), value, 'PX', window, 'XX')
   }
 
   async release (key: string, value: string): Promise<void> {
+    this.mustBeUp()
     await this.scripts.porticoRelease(this.idemKey(key), value)
+  }
+
+  private mustBeUp (): void {
+    if (this.redis.state() !== 'up') throw new Error('redis is down')
   }
 
   private idemKey (key: string): string { return `${this.keyPrefix}idem:${key}` }
