@@ -155,6 +155,10 @@ class ResponseHandler {
   }
 
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    // An informational answer (103 Early Hints) comes before the real one on
+    // the same request; undici reports both here. Answering with it would
+    // hand the client a 103 and lose the answer that follows.
+    if (statusCode < 200) return true
     this.statusCode = statusCode
     const headers = util.parseHeaders(rawHeaders) as IncomingHttpHeaders
     this.headers = headers
