@@ -7,6 +7,16 @@
 // Buffer and handed over whole, so the common 1 KiB JSON answer never builds
 // a Readable, its listeners or an async iterator. Larger or unsized answers
 // come back as a stream with backpressure, as before.
+//
+// The handler speaks the onConnect/onHeaders/onData/onComplete/onError
+// interface on purpose: it is the one undici 7's core calls, so the handler
+// reaches it as is. A handler on the newer controller interface
+// (onRequestStart/onResponseStart/...) would be wrapped per dispatch in
+// undici's UnwrapHandler + UnwrapController, headers parsed inside the shim.
+// undici 8 turns this around (its core calls the controller interface and
+// refuses the old one), so a move to 8 means rewriting ResponseHandler;
+// package.json pins the undici minor, and test/upstream/pool.test.ts checks
+// that undici's request holds this handler unwrapped.
 
 import { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
@@ -155,6 +165,10 @@ class ResponseHandler {
   }
 
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    // An informational answer (103 Early Hints) comes before the real one on
+    // the same request; undici reports both here. Answering with it would
+    // hand the client a 103 and lose the answer that follows.
+    if (statusCode < 200) return true
     this.statusCode = statusCode
     const headers = util.parseHeaders(rawHeaders) as IncomingHttpHeaders
     this.headers = headers

@@ -496,3 +496,19 @@ t.test('hostile path params never change the upstream path\'s shape', async t =>
   t.equal(put.status, 400)
   t.equal(up.hits(), hits, 'no refused request reached the upstream')
 })
+
+t.test('a 103 Early Hints from the upstream is not the answer: the client gets the final status, headers and body', async t => {
+  const up = await upstream(t, (_req, res) => {
+    res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' }, () => {
+      res.writeHead(200, { 'content-type': 'application/json', 'x-final': 'yes' })
+      res.end('{"ok":true}')
+    })
+  })
+  const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, USER_ROUTES) })
+  const res = await app.inject({ method: 'GET', url: '/api/users/1' })
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers['x-final'], 'yes', 'the final answer\'s headers')
+  t.equal(res.headers.link, undefined, 'not the hint\'s')
+  t.equal(res.body, '{"ok":true}')
+  t.equal(up.hits(), 1)
+})

@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import type { ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
+import diagnostics from 'node:diagnostics_channel'
 import { BUFFER_UP_TO, DEFAULT_POOL_OPTIONS, createInstancePool, type InstancePool, type PoolOptions } from '../../src/upstream/pool.js'
 import { discardBody, readBody } from '../../src/upstream/body.js'
 import { GatewayError } from '../../src/errors.js'
@@ -634,4 +635,78 @@ t.test('a 304 with a Content-Length comes back as a 304 with an empty body', asy
     const next = await within(pool.call(get('/next')), 3000)
     t.equal(next === 'pending' ? 'pending' : next.statusCode, 200, `length ${length}: the pool serves the next call`)
   }
+})
+
+// ---- informational answers, trailers, undici's handler interface ---------------
+
+t.test('a 103 Early Hints before the answer is skipped: the call gets the final status, headers and body', async t => {
+  const big = randomBytes(BUFFER_UP_TO + 1)
+  const { pool } = await setup(t, (req, res) => {
+    res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' }, () => {
+      if (req.url === '/small') fixed(200, Buffer.from('{"ok":true}'), { 'content-type': 'application/json' })(req, res, Buffer.alloc(0))
+      else fixed(201, big)(req, res, Buffer.alloc(0))
+    })
+  }, { connections: 1 })
+  const small = await within(pool.call(get('/small')), 3000)
+  if (small === 'pending') { t.fail('the call hangs'); return }
+  t.equal(small.statusCode, 200, 'the final status, not 103')
+  t.equal(small.headers['content-type'], 'application/json', 'the final headers')
+  t.equal(small.headers.link, undefined, 'the hint\'s headers are not mixed in')
+  t.ok(Buffer.isBuffer(small.body), 'a small final answer is still one Buffer')
+  t.equal(small.body.toString(), '{"ok":true}')
+
+  const large = await within(pool.call(get('/large')), 3000)
+  if (large === 'pending') { t.fail('the call hangs'); return }
+  t.equal(large.statusCode, 201)
+  t.ok(!Buffer.isBuffer(large.body), 'a large final answer is still a stream')
+  const all = await within(bytes(large.body), 3000)
+  t.ok(all !== 'pending' && all.equals(big), 'all of its bytes')
+})
+
+t.test('a 103 Early Hints followed by nothing: UPSTREAM_TIMEOUT after the call\'s timeout, not a 103 answer', async t => {
+  const { pool } = await setup(t, (_req, res) => { res.writeEarlyHints({ link: '</a.js>; rel=preload; as=script' }) })
+  const started = performance.now()
+  const err = await rejection(within(pool.call(get('/', { timeout: 300 })), 3000))
+  t.equal(err?.code, 'UPSTREAM_TIMEOUT', 'the hint does not stop the call\'s deadline')
+  t.ok(performance.now() - started < 300 + 150, 'within the timeout + 150 ms')
+})
+
+t.test('a chunked answer with trailers: the body arrives whole and the connection serves the next call', async t => {
+  const { pool } = await setup(t, (req, res) => {
+    if (req.url === '/next') {
+      res.writeHead(200, { 'content-length': 2 })
+      res.end('ok')
+      return
+    }
+    res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' })
+    res.write('hello ')
+    res.addTrailers({ 'x-checksum': 'abc123' })
+    res.end('world')
+  }, { connections: 1 })
+  const res = await pool.call(get('/trailers'))
+  t.equal(res.statusCode, 200)
+  t.equal((await bytes(res.body)).toString(), 'hello world')
+  const next = await within(pool.call(get('/next')), 3000)
+  t.equal(next === 'pending' ? 'pending' : next.statusCode, 200, 'the pool serves the next call')
+})
+
+t.test('undici\'s request holds the pool\'s own handler, not a compatibility shim around it', async t => {
+  // undici 7's core calls the onConnect/onHeaders/onData/onComplete/onError
+  // interface; a handler written on the controller interface would be
+  // wrapped per dispatch (UnwrapHandler + UnwrapController). This pins the
+  // shim-free path for the undici minor in package.json; a bump that moves
+  // the core to the controller interface (undici 8 refuses the old one) shows here.
+  const { pool } = await setup(t, fixed(200, Buffer.from('ok')))
+  const handlers: string[] = []
+  const onCreate = (message: unknown): void => {
+    const request = (message as { request: Record<symbol, unknown> }).request
+    const key = Object.getOwnPropertySymbols(request).find(s => s.description === 'handler')
+    const handler = key === undefined ? undefined : request[key] as object | undefined
+    handlers.push(handler?.constructor.name ?? 'none')
+  }
+  diagnostics.subscribe('undici:request:create', onCreate)
+  t.teardown(() => { diagnostics.unsubscribe('undici:request:create', onCreate) })
+  const res = await pool.call(get('/'))
+  t.equal(res.statusCode, 200)
+  t.same(handlers, ['ResponseHandler'], 'the request calls the pool\'s ResponseHandler directly')
 })
