@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { Cluster } from 'ioredis'
 import { parseRedisUrl } from '../src/redis.js'
 import { buildFromFiles } from './helpers/gateway.js'
-import { startUpstream } from './helpers/upstream.js'
+import { upstream } from './helpers/upstream.js'
 import { freePort } from './helpers/cli.js'
 
 t.test('parseRedisUrl: one server, cluster seeds, sentinels', async t => {
@@ -55,11 +55,10 @@ const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0
 
 t.test('cache and rate limits on a real Redis Cluster', { skip: hasRedisServer ? false : 'redis-server is not installed' }, async t => {
   const ports = await startCluster(t)
-  const up = await startUpstream((req, res) => {
+  const up = await upstream(t, (req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end(JSON.stringify({ url: req.url, n: Math.random() }))
   })
-  t.teardown(up.close)
   const url = `redis+cluster://${ports.map(p => `127.0.0.1:${p}`).join(',')}`
   const files = {
     'gateway.yaml': `redis: { url: "${url}", keyPrefix: "cl-test:" }

@@ -6,23 +6,17 @@ import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
-import { startUpstream, type Upstream } from './helpers/upstream.js'
+import { upstream, type UpstreamHandler } from './helpers/upstream.js'
 import { writeConfigFiles } from './helpers/gateway.js'
-import { buildIfStale, childEnv, freePort, startCli, type Test } from './helpers/cli.js'
+import { buildIfStale, childEnv, freePort, startCli } from './helpers/cli.js'
 
 t.before(buildIfStale)
 
-function json (name: string): Parameters<typeof startUpstream>[0] {
+function json (name: string): UpstreamHandler {
   return (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end(JSON.stringify({ from: name }))
   }
-}
-
-async function upstream (t: Test, handler: Parameters<typeof startUpstream>[0]): Promise<Upstream> {
-  const up = await startUpstream(handler)
-  t.teardown(up.close)
-  return up
 }
 
 function config (port: number, adminPort: number, routes: string, services: string): string {

@@ -5,7 +5,7 @@ import t from 'tap'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { startUpstream } from './helpers/upstream.js'
+import { upstream } from './helpers/upstream.js'
 import { writeConfigFiles } from './helpers/gateway.js'
 import { buildIfStale, childEnv, freePort, startCli } from './helpers/cli.js'
 
@@ -26,13 +26,12 @@ async function refusesConnections (port: number): Promise<boolean> {
 }
 
 t.test('portico start: ready line, then SIGTERM finishes the request in flight and exits 0', async t => {
-  const up = await startUpstream((_req, res) => {
+  const up = await upstream(t, (_req, res) => {
     setTimeout(() => {
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end('{"slow":true}')
     }, 800)
   })
-  t.teardown(up.close)
   const port = await freePort()
   const dir = writeConfigFiles({
     'gateway.yaml': `server:

@@ -6,7 +6,7 @@ import t from 'tap'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { buildFromFiles } from './helpers/gateway.js'
-import { startUpstream, echo } from './helpers/upstream.js'
+import { echo, upstream } from './helpers/upstream.js'
 
 interface OtlpSpan { traceId: string, spanId: string, parentSpanId?: string, name: string, kind: number }
 
@@ -49,8 +49,7 @@ routes:
 
 t.test('spans are exported and the trace continues through the gateway', async t => {
   const otlp = await collector(t)
-  const up = await startUpstream(echo)
-  t.teardown(up.close)
+  const up = await upstream(t, echo)
   const app = await buildFromFiles(t, { 'gateway.yaml': config(up.url, `tracing: { otlpUrl: "${otlp.url}", serviceName: portico-test }`) })
   const res = await app.inject({ url: '/items', headers: { traceparent: `00-${TRACE_ID}-${CLIENT_SPAN}-01` } })
   t.equal(res.statusCode, 200)
@@ -78,8 +77,7 @@ t.test('spans are exported and the trace continues through the gateway', async t
 })
 
 t.test('without an exporter the client\'s traceparent reaches the upstream unchanged', async t => {
-  const up = await startUpstream(echo)
-  t.teardown(up.close)
+  const up = await upstream(t, echo)
   const app = await buildFromFiles(t, { 'gateway.yaml': config(up.url, '') })
   const tp = `00-${TRACE_ID}-${CLIENT_SPAN}-01`
   await app.inject({ url: '/items', headers: { traceparent: tp } })

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { startUpstream } from './helpers/upstream.js'
+import { upstream } from './helpers/upstream.js'
 import { writeConfigFiles } from './helpers/gateway.js'
 import { buildIfStale, childEnv, freePort, startCli } from './helpers/cli.js'
 import { Redis } from 'ioredis'
@@ -30,8 +30,7 @@ async function until (what: string, check: () => boolean | Promise<boolean>): Pr
 }
 
 t.test('two workers: one ready line, shared port, aggregated metrics, reload, replacement, clean stop', async t => {
-  const up = await startUpstream((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"ok":true}') })
-  t.teardown(up.close)
+  const up = await upstream(t, (_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"ok":true}') })
   const [port, adminPort] = [await freePort(), await freePort()]
   const prefix = `test-workers-${process.pid}-${Date.now()}:`
   const config = (routes: string): string => `server: { host: 127.0.0.1, port: ${port}, workers: 2 }

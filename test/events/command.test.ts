@@ -8,7 +8,7 @@
 import t from 'tap'
 import type { FastifyInstance, InjectOptions } from 'fastify'
 import { buildFromFiles } from '../helpers/gateway.js'
-import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
+import { closedPort, upstream, type Upstream } from '../helpers/upstream.js'
 import { PrivateRedis, REDIS_URL, eventually, keysUnder, uniquePrefix, withClient } from '../helpers/redis.js'
 import { EVENT_FIELDS, ISO_TIME, JWT_AUTH_YAML, bearer, readStream, streamLength, uniqueStream } from '../helpers/events.js'
 import { expectProblem } from '../helpers/auth.js'
@@ -20,12 +20,6 @@ type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
 /** An upstream that must never be called: the service behind the config's other route. */
-async function upstream (t: Test): Promise<Upstream> {
-  const up = await startUpstream()
-  t.teardown(up.close)
-  return up
-}
-
 interface Gw { upstream: string, stream: string, redis?: { url: string, keyPrefix: string }, events?: string }
 
 /**

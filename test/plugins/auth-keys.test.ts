@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
 import { startGateway } from '../../src/server.js'
-import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
+import { closedPort, upstream } from '../helpers/upstream.js'
 import { authGateway, expectProblem } from '../helpers/auth.js'
 import { ecKeys, jwk, now, rsaKeys, signAsym, signHs, type Claims, type KeyPair } from '../helpers/jwt.js'
 
@@ -18,12 +18,6 @@ type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
 const ISS = 'https://idp.example.test'
 const AUD = 'portico'
-
-async function upstream (t: Test): Promise<Upstream> {
-  const up = await startUpstream()
-  t.teardown(up.close)
-  return up
-}
 
 function good (extra: Claims = {}): Claims {
   return { sub: 'alice', iss: ISS, aud: AUD, iat: now(), exp: now() + 600, roles: ['ops'], ...extra }

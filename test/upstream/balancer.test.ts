@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { createBalancer, type Balancer, type BalancedInstance, type InstanceHealth, type PassiveHealthOptions, type ActiveHealthOptions } from '../../src/upstream/balancer.js'
 import { GatewayError, type ErrorCode } from '../../src/errors.js'
 import type { UpstreamRequest, UpstreamResponse } from '../../src/upstream/types.js'
-import { closedPort, startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { closedPort, upstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { discardBody } from '../../src/upstream/body.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -223,12 +223,6 @@ t.test('health() lists every instance in order', async t => {
 })
 
 // ---- active health checks against real upstreams --------------------------------
-
-async function upstream (t: Test, handler: UpstreamHandler): Promise<Upstream> {
-  const up = await startUpstream(handler)
-  t.teardown(up.close)
-  return up
-}
 
 function answering (status: () => number): UpstreamHandler {
   return (_req, res) => {

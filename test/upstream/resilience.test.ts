@@ -6,18 +6,12 @@ import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { buildFromFiles } from '../helpers/gateway.js'
-import { closedPort, startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { closedPort, upstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { expectProblem } from '../helpers/auth.js'
 import { listen, rawRequest } from '../helpers/http.js'
 import { buildAdminApp } from '../../src/admin.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
-
-async function upstream (t: Test, handler: UpstreamHandler): Promise<Upstream> {
-  const up = await startUpstream(handler)
-  t.teardown(up.close)
-  return up
-}
 
 function answer (status: number, body: string): UpstreamHandler {
   return (_req, res) => {

@@ -3,15 +3,14 @@
 // fired 100 ms timeouts after about a second).
 import t from 'tap'
 import { request } from 'undici'
-import { startUpstream } from '../helpers/upstream.js'
+import { upstream } from '../helpers/upstream.js'
 import { buildFromFiles } from '../helpers/gateway.js'
 import { listen } from '../helpers/http.js'
 
 for (const [label, ms] of [['100ms', 100], ['250ms', 250], ['1s', 1000]] as const) {
   t.test(`a ${label} service timeout answers 504 UPSTREAM_TIMEOUT at the timeout`, async t => {
     // Never answers: the request reaches it and hangs.
-    const up = await startUpstream(() => {})
-    t.teardown(up.close)
+    const up = await upstream(t, () => {})
     const app = await buildFromFiles(t, {
       'gateway.yaml': `services:
   hang:
@@ -41,8 +40,7 @@ routes:
 }
 
 t.test('a timeout that passes while the call waits for a pooled connection is 504 on time too', async t => {
-  const up = await startUpstream(() => {})
-  t.teardown(up.close)
+  const up = await upstream(t, () => {})
   const app = await buildFromFiles(t, {
     'gateway.yaml': `services:
   hang:
