@@ -1,4 +1,4 @@
-// Hot reload with the real process (DESIGN.md "Operations"): SIGHUP and
+// Hot reload with the real process (README "Reloading the config"): SIGHUP and
 // --watch swap in a new config; requests in flight finish on the config they
 // began with; a keep-alive connection survives the swap; an invalid config is
 // logged and the old one keeps serving; unchanged services keep breaker state.

@@ -1,6 +1,6 @@
 // The real process: `portico start` as a user runs it. Ready line on stdout,
 // graceful SIGTERM (stop accepting, finish in-flight requests, exit 0) and the
-// `npm start` demo (DESIGN.md "Run" and "Operations").
+// `npm start` demo (README "Quick start", "Logs and shutdown").
 import t from 'tap'
 import { connect } from 'node:net'
 import { join } from 'node:path'

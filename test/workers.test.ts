@@ -1,6 +1,6 @@
 // server.workers with the real process: the primary forks workers sharing the
 // port, aggregates their metrics, forwards SIGHUP and SIGTERM, and replaces a
-// worker that dies (DESIGN.md `server.workers`).
+// worker that dies (README "Workers and scaling out").
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'

@@ -1,4 +1,4 @@
-// `command` routes (DESIGN.md "Routes", "Events", "Errors"), against a real
+// `command` routes (README "Events and CQRS"), against a real
 // Redis: no upstream call; a valid body is appended to the stream with a
 // generated commandId and the client gets 202 {"commandId"} (and `location`
 // from statusPath); an invalid one is a 400 and stores nothing; an

@@ -1,4 +1,4 @@
-// `publish` on proxy routes (DESIGN.md "Routes", "Events"), against a real
+// `publish` on proxy routes (README "Events and CQRS"), against a real
 // Redis: after a 2xx upstream answer the gateway XADDs one event (type, route,
 // sub, requestId, at, body, in that order); never after a non-2xx; the
 // client's answer is the upstream's, unchanged; a Redis outage costs the

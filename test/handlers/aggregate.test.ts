@@ -1,5 +1,5 @@
-// Aggregate routes through a real gateway to real upstreams (DESIGN.md
-// "Routes" `aggregate`, "Upstream behaviour", "Errors"): parts called in
+// Aggregate routes through a real gateway to real upstreams (README
+// "Aggregate routes"): parts called in
 // parallel, one JSON object with a key per part, `pick`, templates filled and
 // encoded, what headers a part gets, optional parts degrading to their
 // fallback with x-gateway-degraded, required parts failing the request with

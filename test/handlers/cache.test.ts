@@ -1,5 +1,5 @@
-// The response cache through a real gateway to real upstreams (DESIGN.md
-// "Cache", "Request pipeline" step 7, "Operations" admin purge), with the
+// The response cache through a real gateway to real upstreams (README
+// "Response cache", "Request handling" step 7, the admin purge), with the
 // in-memory store and with Redis: MISS/HIT/STALE/BYPASS and `age`, what is
 // stored and what never is, per-user and vary keys, never a cached answer for
 // a request that fails auth or the rate limit, one upstream call for

@@ -1,6 +1,6 @@
 // Proxy routes through a real gateway to real upstream servers: what reaches
 // the upstream (method, path, query, body, headers) and what comes back
-// (DESIGN.md "Routes" and "Upstream behaviour").
+// (README "routes" and "Request handling").
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'

@@ -1,5 +1,5 @@
-// `auth: apiKey` policies (DESIGN.md "Policies": the key's name is the
-// identity): missing or wrong keys are 401, the right key passes with its
+// `auth: apiKey` policies (the key's name is the identity, README "API
+// keys"): missing or wrong keys are 401, the right key passes with its
 // name as x-auth-sub and its roles, and the key itself never goes upstream.
 import t from 'tap'
 import { buildFromFiles } from '../helpers/gateway.js'

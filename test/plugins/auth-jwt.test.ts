@@ -1,5 +1,5 @@
-// JWT policies as a client sees them (DESIGN.md "Policies", "Request
-// pipeline" steps 3–4, "Upstream behaviour", "Errors"): hostile tokens are
+// JWT policies as a client sees them (README "Policy reference", "Request
+// handling" steps 3–4): hostile tokens are
 // refused with 401 before any upstream call, valid ones pass with identity
 // headers, authorization refuses with 403, and `portico token` mints tokens
 // the gateway accepts.

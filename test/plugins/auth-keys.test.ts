@@ -1,5 +1,5 @@
-// JWT policies verified with public keys (DESIGN.md "config/gateway.yaml"
-// auth.jwt.publicKey / jwksUrl): RS256 and ES256 PEM files, and a JWKS
+// JWT policies verified with public keys (auth.jwt.publicKey / jwksUrl,
+// README "JWT verification"): RS256 and ES256 PEM files, and a JWKS
 // endpoint with key rotation and a bounded refetch rate.
 import t from 'tap'
 import { createServer, type ServerResponse } from 'node:http'

@@ -1,5 +1,6 @@
 // Errors the gateway makes itself, as a client sees them over HTTP: RFC 9457
-// problem+json with a stable code and the request id (DESIGN.md "Errors"),
+// problem+json with a stable code and the request id (README "What the
+// errors look like"),
 // plus the request-id rules and the health endpoints.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'

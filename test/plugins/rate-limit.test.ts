@@ -1,4 +1,4 @@
-// Rate limits (DESIGN.md "Policies", "Request pipeline" step 5, "Errors"): the
+// Rate limits (README "Rate limits", "Request handling" step 5): the
 // draft-spec headers on every limited response, 429 RATE_LIMITED problem+json
 // with retry-after, one counter per route and key, auth before the limit,
 // counters shared through a real Redis, and the local fallback while Redis is

@@ -1,4 +1,4 @@
-// Request validation (DESIGN.md "Request pipeline" step 6, "Errors"): routes
+// Request validation (README "Request handling" step 6): routes
 // with a `schema` reject bad requests before any upstream call, list the
 // failing fields (at most 10, in a small answer, whatever the body), refuse
 // bodies that are not JSON, repeat a key or nest too deep, and forward a

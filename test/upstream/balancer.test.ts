@@ -1,5 +1,5 @@
-// createBalancer alone (DESIGN.md "Upstream behaviour", README "Load
-// balancing"): round-robin over stub instances; passive health ejects an
+// createBalancer alone (README "Resilience: breakers, retries, balancing",
+// **Load balancing**): round-robin over stub instances; passive health ejects an
 // instance that failed `failures` calls in a row for `ejectFor`, then probes
 // it with the next call (one more failure ejects it again); connection
 // errors, timeouts and 502/503/504 are failures, 500 and 4xx are not; with

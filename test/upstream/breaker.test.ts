@@ -1,5 +1,5 @@
 // createBreaker alone, against stub calls, with opossum's real timers and tiny
-// settings (DESIGN.md "Upstream behaviour", README "Circuit breakers"):
+// settings (README "Resilience: breakers, retries, balancing"):
 // connection errors, timeouts and 5xx count as failures, 4xx do not; a 5xx
 // still reaches the caller while closed; open fails at once with 503
 // CIRCUIT_OPEN and retry-after without calling the service; after

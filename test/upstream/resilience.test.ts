@@ -1,6 +1,6 @@
 // Retries, load balancing, passive health and circuit breakers as a client
 // sees them, through a real gateway with proxy routes to real upstreams
-// (DESIGN.md "Upstream behaviour", "Errors", "Operations"), plus the admin
+// (README "Resilience: breakers, retries, balancing"), plus the admin
 // listener's view of the breakers and its token.
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
