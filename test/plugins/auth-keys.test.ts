@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
 import { startGateway } from '../../src/server.js'
 import { closedPort, upstream } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait.js'
 import { authGateway, expectProblem } from '../helpers/auth.js'
 import { ecKeys, jwk, now, rsaKeys, signAsym, signHs, type Claims, type KeyPair } from '../helpers/jwt.js'
 
@@ -338,6 +339,8 @@ t.test('JWKS: a hanging identity provider does not stall cached tokens when the 
   const took = Date.now() - started
   t.equal(res.statusCode, 200, 'the cached verification answers')
   t.ok(took < 1000, `answered in ${took} ms, not after the 3 s JWKS fetch timeout`)
+  // The refetch runs beside the answer: it may reach the IdP just after it.
+  await waitFor(() => idp.fetches() >= 2, { timeout: 2000, message: 'the refetch reaches the IdP' })
   t.equal(idp.fetches(), 2, 'the refetch was started')
   t.equal(up.hits(), 2)
 })

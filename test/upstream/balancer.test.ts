@@ -12,6 +12,7 @@ import { createBalancer, type Balancer, type BalancedInstance, type InstanceHeal
 import { GatewayError, type ErrorCode } from '../../src/errors.js'
 import type { UpstreamRequest, UpstreamResponse } from '../../src/upstream/types.js'
 import { closedPort, upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait.js'
 import { discardBody } from '../../src/upstream/body.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -282,7 +283,15 @@ t.test('close() stops the probes', async t => {
   const b = createBalancer(realUrls(up.url).instances, { failures: 3, ejectFor: 1000 }, { path: '/health', interval: 20, timeout: 500 })
   t.ok(await poll(() => up.hits() >= 2), 'probing')
   b.close()
-  await sleep(100) // a probe sent just before close() may still arrive
+  // A probe sent just before close() may still arrive, so wait for the probes
+  // to stop (no hit for 5 intervals) rather than guess how long that takes;
+  // without close() a probe lands every 20 ms and this never holds.
+  let last = { hits: up.hits(), at: Date.now() }
+  await waitFor(() => {
+    if (up.hits() !== last.hits) last = { hits: up.hits(), at: Date.now() }
+    return Date.now() - last.at >= 100
+  }, { timeout: 3000, message: 'no probe for 100 ms after close()' })
+  // Then 10 more intervals of silence: a window for a probe that must not come.
   const hits = up.hits()
   await sleep(200)
   t.equal(up.hits(), hits, 'no probe after close()')
