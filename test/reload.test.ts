@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { upstream, type UpstreamHandler } from './helpers/upstream.js'
+import { waitFor } from './helpers/wait.js'
 import { writeConfigFiles } from './helpers/gateway.js'
 import { buildIfStale, childEnv, freePort, startCli } from './helpers/cli.js'
 
@@ -50,7 +51,7 @@ t.test('SIGHUP: new routes and targets for new requests, in-flight requests fini
   const agent = new Agent({ connections: 1, keepAliveTimeout: 30_000 })
   t.teardown(async () => { await agent.close() })
   const inFlight = request(`http://127.0.0.1:${port}/a`, { dispatcher: agent })
-  while (slowOld.hits() === 0) await new Promise(resolve => setTimeout(resolve, 10))
+  await waitFor(() => slowOld.hits() > 0, { timeout: 10_000, message: 'the request reaches the old upstream' })
 
   writeFileSync(file, config(port, adminPort,
     '  - { id: a, path: /a, policy: public, proxy: { service: two } }\n  - { id: b, path: /b, policy: public, proxy: { service: two } }',

@@ -6,6 +6,7 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { upstream } from './helpers/upstream.js'
+import { waitFor } from './helpers/wait.js'
 import { writeConfigFiles } from './helpers/gateway.js'
 import { buildIfStale, childEnv, freePort, startCli } from './helpers/cli.js'
 
@@ -57,7 +58,7 @@ routes:
 
   const inFlight = request(`http://127.0.0.1:${port}/slow`)
   // The request has reached the slow upstream: it is in flight at the gateway.
-  while (up.hits() === 0) await new Promise(resolve => setTimeout(resolve, 10))
+  await waitFor(() => up.hits() > 0, { timeout: 10_000, message: 'the request reaches the slow upstream' })
 
   gw.child.kill('SIGTERM')
   t.ok(await refusesConnections(port), 'new connections are refused after SIGTERM')

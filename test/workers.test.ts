@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { upstream } from './helpers/upstream.js'
+import { waitFor } from './helpers/wait.js'
 import { writeConfigFiles } from './helpers/gateway.js'
 import { buildIfStale, childEnv, freePort, startCli } from './helpers/cli.js'
 import { Redis } from 'ioredis'
@@ -22,11 +23,7 @@ function workerPids (primary: number): number[] {
 }
 
 async function until (what: string, check: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-  throw new Error(`timed out waiting for ${what}`)
+  await waitFor(check, { timeout: 10_000, interval: 50, message: what })
 }
 
 t.test('two workers: one ready line, shared port, aggregated metrics, reload, replacement, clean stop', async t => {

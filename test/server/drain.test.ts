@@ -7,6 +7,7 @@ import { Agent, request, type IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { upstream } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait.js'
 import { writeConfigFiles } from '../helpers/gateway.js'
 import { buildIfStale, childEnv, freePort, startCli } from '../helpers/cli.js'
 
@@ -92,7 +93,7 @@ routes:
   })
 
   // Every client is on its second round at least: the connections are kept alive and busy.
-  while (!(up.hits() >= CLIENTS * 2 + 1 && inflight === CLIENTS)) await new Promise(resolve => setTimeout(resolve, 5))
+  await waitFor(() => up.hits() >= CLIENTS * 2 + 1 && inflight === CLIENTS, { timeout: 10_000, interval: 5, message: 'every client on its second round' })
   t.match(idleText, /^HTTP\/1\.1 200 /, 'the idle connection had its answer')
   const sentAt = Date.now()
   signalled = true

@@ -74,13 +74,9 @@ async function waitOutEjection (b: Balancer, url: string): Promise<void> {
   if (left > 0) await sleep(left + 5)
 }
 
-async function poll (check: () => boolean, ms = 3000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (check()) return true
-    await sleep(10)
-  }
-  return check()
+/** Whether check() holds within 3 s. */
+async function poll (check: () => boolean): Promise<boolean> {
+  return await waitFor(check, { timeout: 3000 }).then(() => true, () => false)
 }
 
 t.test('calls go round-robin over the instances', async t => {

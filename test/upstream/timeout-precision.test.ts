@@ -4,6 +4,7 @@
 import t from 'tap'
 import { request } from 'undici'
 import { upstream } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait.js'
 import { buildFromFiles } from '../helpers/gateway.js'
 import { listen } from '../helpers/http.js'
 
@@ -59,7 +60,7 @@ routes:
   })
   const port = await listen(app)
   const first = request(`http://127.0.0.1:${port}/hang`)
-  while (up.hits() === 0) await new Promise(resolve => setTimeout(resolve, 5))
+  await waitFor(() => up.hits() > 0, { interval: 5, message: 'the first call reaches the upstream' })
   // The one connection is busy: this call queues behind it.
   const started = performance.now()
   const res = await request(`http://127.0.0.1:${port}/hang`)
