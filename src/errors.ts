@@ -1,5 +1,5 @@
 // The one registry of errors the gateway makes itself. Every code here is part
-// of the public contract (DESIGN.md "Errors"): clients switch on `code`, so a
+// of the public contract (README "What the errors look like"): clients switch on `code`, so a
 // code never changes meaning; test/errors.test.ts pins this table.
 
 export const ERRORS = {

@@ -2,7 +2,7 @@
 // labels are route ids, and the counters follow what clients saw.
 import t from 'tap'
 import { buildFromFiles } from './helpers/gateway.js'
-import { startUpstream } from './helpers/upstream.js'
+import { upstream } from './helpers/upstream.js'
 import { buildAdminApp } from '../src/admin.js'
 
 const SECRET = 'jwt-secret-that-must-not-leak-0123456789'
@@ -11,11 +11,10 @@ const ADMIN_TOKEN = 'admin-token-that-must-not-leak'
 const REDIS_PASSWORD = 'redis-password-that-must-not-leak'
 
 async function setup (t: { teardown: (fn: () => unknown) => void }): Promise<{ gateway: Awaited<ReturnType<typeof buildFromFiles>>, admin: Awaited<ReturnType<typeof buildAdminApp>> }> {
-  const up = await startUpstream((req, res) => {
+  const up = await upstream(t, (req, res) => {
     res.writeHead(req.url === '/fail' ? 500 : 200, { 'content-type': 'application/json' })
     res.end('{"ok":true}')
   })
-  t.teardown(up.close)
   const gateway = await buildFromFiles(t, {
     'gateway.yaml': `admin: { port: 0, token: "${ADMIN_TOKEN}" }
 redis: { url: "redis://:${REDIS_PASSWORD}@127.0.0.1:1/0" }

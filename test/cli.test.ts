@@ -1,4 +1,4 @@
-// The real CLI, as a user runs it (DESIGN.md "Run"): `node dist/src/cli.js`
+// The real CLI, as a user runs it (README "Command line"): `node dist/src/cli.js`
 // in its own process, judged by exit code and output.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'

@@ -1,4 +1,4 @@
-// Pins the error registry: codes are a public contract (DESIGN.md "Errors"),
+// Pins the error registry: codes are a public contract clients switch on,
 // so changing one must be a deliberate edit here too.
 import t from 'tap'
 import { ERRORS, GatewayError, problemBody, problemType } from '../src/errors.js'

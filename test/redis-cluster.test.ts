@@ -10,7 +10,8 @@ import { join } from 'node:path'
 import { Cluster } from 'ioredis'
 import { parseRedisUrl } from '../src/redis.js'
 import { buildFromFiles } from './helpers/gateway.js'
-import { startUpstream } from './helpers/upstream.js'
+import { upstream } from './helpers/upstream.js'
+import { waitFor } from './helpers/wait.js'
 import { freePort } from './helpers/cli.js'
 
 t.test('parseRedisUrl: one server, cluster seeds, sentinels', async t => {
@@ -37,29 +38,23 @@ async function startCluster (t: { teardown: (fn: () => void) => void }): Promise
       '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' }))
   }
   for (const port of ports) {
-    for (let i = 0; i < 50 && spawnSync('redis-cli', ['-p', String(port), 'ping']).stdout?.toString().trim() !== 'PONG'; i++) {
-      await new Promise(resolve => setTimeout(resolve, 100))
-    }
+    await waitFor(() => spawnSync('redis-cli', ['-p', String(port), 'ping']).stdout?.toString().trim() === 'PONG', { timeout: 5000, interval: 100, message: `redis-server on ${port} answers PING` })
   }
   const created = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map(p => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'])
   if (created.status !== 0) throw new Error(`cluster create failed: ${created.stdout?.toString()} ${created.stderr?.toString()}`)
   // Every node must agree the cluster is up (under load the others lag the first).
-  for (let i = 0; i < 200; i++) {
-    if (ports.every(p => /cluster_state:ok/.test(spawnSync('redis-cli', ['-p', String(p), 'cluster', 'info']).stdout?.toString() ?? ''))) return ports
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  throw new Error('cluster did not become ok')
+  await waitFor(() => ports.every(p => /cluster_state:ok/.test(spawnSync('redis-cli', ['-p', String(p), 'cluster', 'info']).stdout?.toString() ?? '')), { timeout: 20_000, interval: 100, message: 'every node reports cluster_state:ok' })
+  return ports
 }
 
 const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0
 
 t.test('cache and rate limits on a real Redis Cluster', { skip: hasRedisServer ? false : 'redis-server is not installed' }, async t => {
   const ports = await startCluster(t)
-  const up = await startUpstream((req, res) => {
+  const up = await upstream(t, (req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end(JSON.stringify({ url: req.url, n: Math.random() }))
   })
-  t.teardown(up.close)
   const url = `redis+cluster://${ports.map(p => `127.0.0.1:${p}`).join(',')}`
   const files = {
     'gateway.yaml': `redis: { url: "${url}", keyPrefix: "cl-test:" }
@@ -91,7 +86,7 @@ routes:
   // The gateway waits up to 2 s for Redis at start; a cluster just formed, on a
   // machine busy with the other test files, may take longer to answer.
   const redisState = async (): Promise<string> => (await app.inject({ url: '/readyz' })).json<{ redis: string }>().redis
-  for (let i = 0; i < 100 && await redisState() !== 'up'; i++) await new Promise(resolve => setTimeout(resolve, 100))
+  await waitFor(async () => await redisState() === 'up', { timeout: 10_000, interval: 100, message: 'the gateway reaches the cluster' })
   t.equal(await redisState(), 'up', 'the gateway reached the cluster')
 
   // Several ids land in different hash slots, i.e. on different nodes.

@@ -1,4 +1,4 @@
-// Hot reload with the real process (DESIGN.md "Operations"): SIGHUP and
+// Hot reload with the real process (README "Reloading the config"): SIGHUP and
 // --watch swap in a new config; requests in flight finish on the config they
 // began with; a keep-alive connection survives the swap; an invalid config is
 // logged and the old one keeps serving; unchanged services keep breaker state.
@@ -6,23 +6,18 @@ import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
-import { startUpstream, type Upstream } from './helpers/upstream.js'
+import { upstream, type UpstreamHandler } from './helpers/upstream.js'
+import { waitFor } from './helpers/wait.js'
 import { writeConfigFiles } from './helpers/gateway.js'
-import { buildIfStale, childEnv, freePort, startCli, type Test } from './helpers/cli.js'
+import { buildIfStale, childEnv, freePort, startCli } from './helpers/cli.js'
 
 t.before(buildIfStale)
 
-function json (name: string): Parameters<typeof startUpstream>[0] {
+function json (name: string): UpstreamHandler {
   return (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end(JSON.stringify({ from: name }))
   }
-}
-
-async function upstream (t: Test, handler: Parameters<typeof startUpstream>[0]): Promise<Upstream> {
-  const up = await startUpstream(handler)
-  t.teardown(up.close)
-  return up
 }
 
 function config (port: number, adminPort: number, routes: string, services: string): string {
@@ -56,7 +51,7 @@ t.test('SIGHUP: new routes and targets for new requests, in-flight requests fini
   const agent = new Agent({ connections: 1, keepAliveTimeout: 30_000 })
   t.teardown(async () => { await agent.close() })
   const inFlight = request(`http://127.0.0.1:${port}/a`, { dispatcher: agent })
-  while (slowOld.hits() === 0) await new Promise(resolve => setTimeout(resolve, 10))
+  await waitFor(() => slowOld.hits() > 0, { timeout: 10_000, message: 'the request reaches the old upstream' })
 
   writeFileSync(file, config(port, adminPort,
     '  - { id: a, path: /a, policy: public, proxy: { service: two } }\n  - { id: b, path: /b, policy: public, proxy: { service: two } }',

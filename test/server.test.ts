@@ -1,11 +1,12 @@
 // The real process: `portico start` as a user runs it. Ready line on stdout,
 // graceful SIGTERM (stop accepting, finish in-flight requests, exit 0) and the
-// `npm start` demo (DESIGN.md "Run" and "Operations").
+// `npm start` demo (README "Quick start", "Logs and shutdown").
 import t from 'tap'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { startUpstream } from './helpers/upstream.js'
+import { upstream } from './helpers/upstream.js'
+import { waitFor } from './helpers/wait.js'
 import { writeConfigFiles } from './helpers/gateway.js'
 import { buildIfStale, childEnv, freePort, startCli } from './helpers/cli.js'
 
@@ -26,13 +27,12 @@ async function refusesConnections (port: number): Promise<boolean> {
 }
 
 t.test('portico start: ready line, then SIGTERM finishes the request in flight and exits 0', async t => {
-  const up = await startUpstream((_req, res) => {
+  const up = await upstream(t, (_req, res) => {
     setTimeout(() => {
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end('{"slow":true}')
     }, 800)
   })
-  t.teardown(up.close)
   const port = await freePort()
   const dir = writeConfigFiles({
     'gateway.yaml': `server:
@@ -58,7 +58,7 @@ routes:
 
   const inFlight = request(`http://127.0.0.1:${port}/slow`)
   // The request has reached the slow upstream: it is in flight at the gateway.
-  while (up.hits() === 0) await new Promise(resolve => setTimeout(resolve, 10))
+  await waitFor(() => up.hits() > 0, { timeout: 10_000, message: 'the request reaches the slow upstream' })
 
   gw.child.kill('SIGTERM')
   t.ok(await refusesConnections(port), 'new connections are refused after SIGTERM')

@@ -5,7 +5,7 @@ import t from 'tap'
 import { existsSync } from 'node:fs'
 import { chromium, type Browser } from 'playwright-core'
 import { buildFromFiles } from './helpers/gateway.js'
-import { startUpstream } from './helpers/upstream.js'
+import { upstream } from './helpers/upstream.js'
 import { buildAdminApp } from '../src/admin.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -13,11 +13,10 @@ const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-backgro
 
 t.test('the status page shows routes and a breaker opening', { skip: existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (.ci/run installs Debian's chromium package)` }, async t => {
   let broken = false
-  const up = await startUpstream((_req, res) => {
+  const up = await upstream(t, (_req, res) => {
     res.writeHead(broken ? 500 : 200, { 'content-type': 'application/json' })
     res.end('{"ok":true}')
   })
-  t.teardown(up.close)
   const app = await buildFromFiles(t, {
     'gateway.yaml': `services:
   flaky: { urls: [${up.url}], breaker: { volumeThreshold: 2, errorThresholdPercentage: 10, resetTimeout: 1m } }

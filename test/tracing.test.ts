@@ -6,7 +6,8 @@ import t from 'tap'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { buildFromFiles } from './helpers/gateway.js'
-import { startUpstream, echo } from './helpers/upstream.js'
+import { echo, upstream } from './helpers/upstream.js'
+import { waitFor } from './helpers/wait.js'
 
 interface OtlpSpan { traceId: string, spanId: string, parentSpanId?: string, name: string, kind: number }
 
@@ -49,8 +50,7 @@ routes:
 
 t.test('spans are exported and the trace continues through the gateway', async t => {
   const otlp = await collector(t)
-  const up = await startUpstream(echo)
-  t.teardown(up.close)
+  const up = await upstream(t, echo)
   const app = await buildFromFiles(t, { 'gateway.yaml': config(up.url, `tracing: { otlpUrl: "${otlp.url}", serviceName: portico-test }`) })
   const res = await app.inject({ url: '/items', headers: { traceparent: `00-${TRACE_ID}-${CLIENT_SPAN}-01` } })
   t.equal(res.statusCode, 200)
@@ -59,7 +59,7 @@ t.test('spans are exported and the trace continues through the gateway', async t
   t.equal(traceId, TRACE_ID, 'the upstream call continues the client\'s trace')
   t.not(parentId, CLIENT_SPAN, 'with the gateway\'s client span as its parent')
 
-  for (let i = 0; i < 100 && otlp.spans.length < 2; i++) await new Promise(resolve => setTimeout(resolve, 50))
+  await waitFor(() => otlp.spans.length >= 2, { interval: 50, message: 'the server and client spans are exported' })
   const server = otlp.spans.find(s => s.kind === 2)
   const client = otlp.spans.find(s => s.kind === 3)
   t.ok(server !== undefined && client !== undefined, 'a server and a client span were exported')
@@ -72,14 +72,13 @@ t.test('spans are exported and the trace continues through the gateway', async t
 
   otlp.spans.length = 0
   await app.inject({ url: '/both' })
-  for (let i = 0; i < 100 && otlp.spans.length < 3; i++) await new Promise(resolve => setTimeout(resolve, 50))
+  await waitFor(() => otlp.spans.length >= 3, { interval: 50, message: 'the request and its two part spans are exported' })
   const root = otlp.spans.find(s => s.kind === 2)
   t.equal(otlp.spans.filter(s => s.kind === 3 && s.parentSpanId === root?.spanId).length, 2, 'each aggregate part is its own client span')
 })
 
 t.test('without an exporter the client\'s traceparent reaches the upstream unchanged', async t => {
-  const up = await startUpstream(echo)
-  t.teardown(up.close)
+  const up = await upstream(t, echo)
   const app = await buildFromFiles(t, { 'gateway.yaml': config(up.url, '') })
   const tp = `00-${TRACE_ID}-${CLIENT_SPAN}-01`
   await app.inject({ url: '/items', headers: { traceparent: tp } })

@@ -1,12 +1,13 @@
 // server.workers with the real process: the primary forks workers sharing the
 // port, aggregates their metrics, forwards SIGHUP and SIGTERM, and replaces a
-// worker that dies (DESIGN.md `server.workers`).
+// worker that dies (README "Workers and scaling out").
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { startUpstream } from './helpers/upstream.js'
+import { upstream } from './helpers/upstream.js'
+import { waitFor } from './helpers/wait.js'
 import { writeConfigFiles } from './helpers/gateway.js'
 import { buildIfStale, childEnv, freePort, startCli } from './helpers/cli.js'
 import { Redis } from 'ioredis'
@@ -22,16 +23,11 @@ function workerPids (primary: number): number[] {
 }
 
 async function until (what: string, check: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-  throw new Error(`timed out waiting for ${what}`)
+  await waitFor(check, { timeout: 10_000, interval: 50, message: what })
 }
 
 t.test('two workers: one ready line, shared port, aggregated metrics, reload, replacement, clean stop', async t => {
-  const up = await startUpstream((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"ok":true}') })
-  t.teardown(up.close)
+  const up = await upstream(t, (_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"ok":true}') })
   const [port, adminPort] = [await freePort(), await freePort()]
   const prefix = `test-workers-${process.pid}-${Date.now()}:`
   const config = (routes: string): string => `server: { host: 127.0.0.1, port: ${port}, workers: 2 }

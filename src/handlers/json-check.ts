@@ -1,5 +1,5 @@
 // Is this body JSON? The aggregate must refuse a part whose body is not
-// (DESIGN "Aggregate"), but it only needs a yes or no: JSON.parse would
+// (a part answering non-JSON fails like any other part error), but it only needs a yes or no: JSON.parse would
 // build every object and string of the body just to throw them away, which
 // cost more than the rest of the part's bookkeeping. This checks the
 // RFC 8259 grammar over the bytes, allocating nothing but a small stack.

@@ -1,4 +1,4 @@
-// Cache keys and what may be stored (DESIGN.md "Cache"): the key covers route
+// Cache keys and what may be stored (README "Response cache"): the key covers route
 // id, path, sorted query, the route's `vary` headers and, for `scope: user`
 // only, the subject; only 200s are stored, never with no-store or a
 // set-cookie, `private` only per user, and an upstream max-age / s-maxage

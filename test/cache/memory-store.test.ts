@@ -1,4 +1,4 @@
-// The in-memory cache store alone (DESIGN.md "Cache"): bodies come back byte
+// The in-memory cache store alone (README "Response cache"): bodies come back byte
 // for byte, an entry lives as long as its longest window and no longer, the
 // LRU is bounded by entries and by bytes and evicts the least recently *used*
 // entry (a get counts as a use), and tags purge exactly the entries that

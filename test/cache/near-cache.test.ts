@@ -17,7 +17,7 @@ import t from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
 import { buildFromFiles } from '../helpers/gateway.js'
-import { closedPort, startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { closedPort, upstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { eventually, keysUnder, PrivateRedis, REDIS_URL, uniquePrefix, withClient } from '../helpers/redis.js'
 import { buildAdminApp } from '../../src/admin.js'
 
@@ -32,18 +32,11 @@ interface Control { up: Upstream }
 
 async function controlled (t: Test): Promise<Control> {
   let n = 0
-  const up = await startUpstream((req, res) => {
+  const up = await upstream(t, (req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' })
     res.end(JSON.stringify({ n: ++n, url: req.url ?? '' } satisfies Answer))
   })
-  t.teardown(up.close)
   return { up }
-}
-
-async function upstream (t: Test, handler: UpstreamHandler): Promise<Upstream> {
-  const up = await startUpstream(handler)
-  t.teardown(up.close)
-  return up
 }
 
 /** A users service: GET answers the user with a call counter; a write answers the status asked for in x-want-status. */

@@ -1,4 +1,4 @@
-// The Redis cache store against a real Redis (DESIGN.md "Cache"): bodies come
+// The Redis cache store against a real Redis (README "Response cache"): bodies come
 // back byte for byte, every entry key carries a PX TTL of its longest window,
 // each tag is a set of entry keys that purging removes, and purgeAll touches
 // only this store's cache keys — not another prefix's, not the rate limiter's

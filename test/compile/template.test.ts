@@ -1,6 +1,6 @@
 // Path templates with hostile values: whatever a client puts in a param, the
 // upstream path keeps the shape the template gives it, or the request is
-// refused with 400 BAD_REQUEST (DESIGN.md "Routes").
+// refused with 400 BAD_REQUEST.
 import t from 'tap'
 import { compilePathTemplate, parseTemplate, TemplateError, type FillContext } from '../../src/compile/template.js'
 import { GatewayError } from '../../src/errors.js'

@@ -1,4 +1,4 @@
-// `${VAR}` and `${VAR:-default}` (DESIGN.md "config/gateway.yaml"), with the
+// `${VAR}` and `${VAR:-default}` in config files, with the
 // shell's meaning of `:-`: the default applies when the variable is unset or empty.
 import t from 'tap'
 import { substituteEnv, coercePlainScalar } from '../../src/config/env.js'

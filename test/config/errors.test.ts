@@ -1,5 +1,5 @@
 // Every kind of config error, as `portico check` prints it:
-// `FILE:LINE: path.to.field: what is wrong` (DESIGN.md "Run"). The YAML is
+// `FILE:LINE: path.to.field: what is wrong`, one line per problem. The YAML is
 // written out in full so each expected line number can be counted by eye.
 import t from 'tap'
 import { join } from 'node:path'

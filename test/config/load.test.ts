@@ -1,5 +1,5 @@
-// Loading real files: `${VAR}` substitution end to end and the includes of
-// DESIGN.md "config/gateway.yaml" (policies/services as a path relative to the
+// Loading real files: `${VAR}` substitution end to end and the includes of a
+// gateway file (policies/services as a path relative to the
 // main file; routes as a directory, a file or an inline list).
 import t from 'tap'
 import { join } from 'node:path'

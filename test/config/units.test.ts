@@ -1,4 +1,4 @@
-// Durations and sizes as DESIGN.md "config/gateway.yaml" writes them:
+// Durations and sizes as the config file writes them:
 // `500ms`, `2s`, `1m`, `1h` or milliseconds; `64kb`, `1mb` or bytes.
 import t from 'tap'
 import { inspect } from 'node:util'

@@ -1,4 +1,4 @@
-// `command` routes (DESIGN.md "Routes", "Events", "Errors"), against a real
+// `command` routes (README "Events and CQRS"), against a real
 // Redis: no upstream call; a valid body is appended to the stream with a
 // generated commandId and the client gets 202 {"commandId"} (and `location`
 // from statusPath); an invalid one is a 400 and stores nothing; an
@@ -9,7 +9,7 @@ import t from 'tap'
 import { createServer, connect, type Socket } from 'node:net'
 import type { FastifyInstance, InjectOptions } from 'fastify'
 import { buildFromFiles } from '../helpers/gateway.js'
-import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
+import { closedPort, upstream, type Upstream } from '../helpers/upstream.js'
 import { PrivateRedis, REDIS_URL, eventually, keysUnder, uniquePrefix, withClient } from '../helpers/redis.js'
 import { EVENT_FIELDS, ISO_TIME, JWT_AUTH_YAML, bearer, readStream, streamLength, uniqueStream } from '../helpers/events.js'
 import { expectProblem } from '../helpers/auth.js'
@@ -21,12 +21,6 @@ type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
 /** An upstream that must never be called: the service behind the config's other route. */
-async function upstream (t: Test): Promise<Upstream> {
-  const up = await startUpstream()
-  t.teardown(up.close)
-  return up
-}
-
 interface Gw { upstream: string, stream: string, redis?: { url: string, keyPrefix: string }, events?: string }
 
 /**

@@ -1,5 +1,5 @@
-// The events part of the config (DESIGN.md "config/gateway.yaml" `events`,
-// "Routes" publish/command): where a publish/command route can write, what
+// The events part of the config (`events`, and publish/command on routes;
+// README "Events and CQRS"): where a publish/command route can write, what
 // each route kind may carry, the defaults, and every mistake reported as
 // `FILE:LINE: path.to.field: what is wrong`.
 import t from 'tap'
@@ -177,7 +177,7 @@ ${HEAD}${EVENT_ROUTES}  - id: cancel-order
 t.test('with redis.url the sink is Redis by default; events: { sink: memory } overrides it', async t => {
   const redis = load(`redis:\n  url: redis://127.0.0.1:6379\n${HEAD}${EVENT_ROUTES}`)
   t.same(redis.lines, [])
-  t.same(redis.result?.config.events, { sink: 'redis', maxLen: 100_000, idempotencyWindow: 86_400_000, publishRetries: 3 }, 'DESIGN defaults')
+  t.same(redis.result?.config.events, { sink: 'redis', maxLen: 100_000, idempotencyWindow: 86_400_000, publishRetries: 3 }, 'the documented defaults')
   const memory = load(`redis:\n  url: redis://127.0.0.1:6379\nevents: { sink: memory }\n${HEAD}${EVENT_ROUTES}`)
   t.same(memory.lines, [])
   t.equal(memory.result?.config.events.sink, 'memory')

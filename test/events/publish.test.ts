@@ -1,4 +1,4 @@
-// `publish` on proxy routes (DESIGN.md "Routes", "Events"), against a real
+// `publish` on proxy routes (README "Events and CQRS"), against a real
 // Redis: after a 2xx upstream answer the gateway XADDs one event (type, route,
 // sub, requestId, at, body, in that order); never after a non-2xx; the
 // client's answer is the upstream's, unchanged; a Redis outage costs the
@@ -10,14 +10,11 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import type { FastifyInstance } from 'fastify'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
-import { closedPort, startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { closedPort, upstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { PrivateRedis, REDIS_URL, eventually, uniquePrefix } from '../helpers/redis.js'
 import { EVENT_FIELDS, ISO_TIME, JWT_AUTH_YAML, bearer, readStream, streamLength, uniqueStream } from '../helpers/events.js'
 import { loadConfig } from '../../src/config/validate.js'
 import { buildGateway } from '../../src/app.js'
-
-// A subtest (the last overload of t.test takes only the callback).
-type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
 /**
  * The upstream's answer: status from `x-want-status` (default 201), a JSON
@@ -32,12 +29,6 @@ const orders: UpstreamHandler = (req, res) => {
 
 function answerFor (n: string, status = 201): string {
   return `{ "orderId": ${n},  "status" : ${status}, "note":"zoë \\u00e9 😀",\n"total": 1.50 }`
-}
-
-async function upstream (t: Test, handler: UpstreamHandler = orders): Promise<Upstream> {
-  const up = await startUpstream(handler)
-  t.teardown(up.close)
-  return up
 }
 
 interface Gw { upstream: string, redisUrl: string, keyPrefix: string, routes: string, events?: string }
@@ -90,7 +81,7 @@ async function postOrder (app: FastifyInstance, headers: Record<string, string> 
 }
 
 t.test('a 2xx answer is published once: fields in order, body byte-equal, client answer unchanged', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, orders)
   const stream = uniqueStream(t, 'pub-one')
   const app = await buildFromFiles(t, {
     'gateway.yaml': gatewayYaml({ upstream: up.url, redisUrl: REDIS_URL, keyPrefix: uniquePrefix(t, 'ev-pub'), routes: createOrderRoute(stream) }),
@@ -123,7 +114,7 @@ t.test('a 2xx answer is published once: fields in order, body byte-equal, client
 })
 
 t.test('a request id given by the client is the event requestId', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, orders)
   const stream = uniqueStream(t, 'pub-reqid')
   const app = await buildFromFiles(t, {
     'gateway.yaml': gatewayYaml({ upstream: up.url, redisUrl: REDIS_URL, keyPrefix: uniquePrefix(t, 'ev-pub'), routes: createOrderRoute(stream) }),
@@ -137,7 +128,7 @@ t.test('a request id given by the client is the event requestId', async t => {
 })
 
 t.test('several requests: one entry each, in request order', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, orders)
   const stream = uniqueStream(t, 'pub-order')
   const app = await buildFromFiles(t, {
     'gateway.yaml': gatewayYaml({ upstream: up.url, redisUrl: REDIS_URL, keyPrefix: uniquePrefix(t, 'ev-pub'), routes: createOrderRoute(stream) }),
@@ -157,7 +148,7 @@ t.test('several requests: one entry each, in request order', async t => {
 })
 
 t.test('a non-2xx answer publishes nothing, and reaches the client unchanged', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, orders)
   const stream = uniqueStream(t, 'pub-non2xx')
   const app = await buildFromFiles(t, {
     'gateway.yaml': gatewayYaml({ upstream: up.url, redisUrl: REDIS_URL, keyPrefix: uniquePrefix(t, 'ev-pub'), routes: createOrderRoute(stream) }),
@@ -222,7 +213,7 @@ t.test('non-JSON and empty 2xx answers: the event body is still JSON', async t =
 })
 
 t.test('from: request: the event body is the client request bytes', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, orders)
   const stream = uniqueStream(t, 'pub-fromreq')
   const app = await buildFromFiles(t, {
     'gateway.yaml': gatewayYaml({ upstream: up.url, redisUrl: REDIS_URL, keyPrefix: uniquePrefix(t, 'ev-pub'), routes: createOrderRoute(stream, ', from: request') }),
@@ -252,7 +243,7 @@ async function redisState (app: FastifyInstance, want: 'up' | 'down'): Promise<v
 }
 
 t.test('Redis down: the client still gets its 2xx; the event is retried, then counted and logged', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, orders)
   const redis = await PrivateRedis.started(t, await closedPort())
   const stream = uniqueStream(t, 'pub-down', redis.url)
   const dir = writeConfigFiles({
@@ -300,7 +291,7 @@ t.test('Redis down: the client still gets its 2xx; the event is retried, then co
 })
 
 t.test('events.maxLen: the stream is trimmed (MAXLEN ~), the newest entries kept', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, orders)
   const stream = uniqueStream(t, 'pub-maxlen')
   const routes = `  - id: bounded
     method: POST

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { writeConfigFiles, buildFromFiles } from '../helpers/gateway.js'
-import { closedPort, startUpstream } from '../helpers/upstream.js'
+import { closedPort, upstream } from '../helpers/upstream.js'
 import { REDIS_URL, eventually, uniquePrefix, withClient } from '../helpers/redis.js'
 import { uniqueStream } from '../helpers/events.js'
 
@@ -141,11 +141,10 @@ t.test('--from-start prints the entries already in the stream, then new ones', a
 
 t.test('shows what a publishing gateway writes', async t => {
   const stream = uniqueStream(t, 'tail-gateway')
-  const up = await startUpstream((_req, res) => {
+  const up = await upstream(t, (_req, res) => {
     res.writeHead(201, { 'content-type': 'application/json' })
     res.end('{"orderId":99,"status":"new"}')
   })
-  t.teardown(up.close)
   const app = await buildFromFiles(t, {
     'gateway.yaml': `redis:
   url: ${REDIS_URL}

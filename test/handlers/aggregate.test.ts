@@ -1,5 +1,5 @@
-// Aggregate routes through a real gateway to real upstreams (DESIGN.md
-// "Routes" `aggregate`, "Upstream behaviour", "Errors"): parts called in
+// Aggregate routes through a real gateway to real upstreams (README
+// "Aggregate routes"): parts called in
 // parallel, one JSON object with a key per part, `pick`, templates filled and
 // encoded, what headers a part gets, optional parts degrading to their
 // fallback with x-gateway-degraded, required parts failing the request with
@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
-import { closedPort, echo, startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { closedPort, upstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { expectProblem } from '../helpers/auth.js'
 import { now, signHs } from '../helpers/jwt.js'
 import { loadConfig } from '../../src/config/validate.js'
@@ -21,12 +21,6 @@ const SECRET = 'aggregate-test-secret-0123456789abcdef'
 
 function token (sub: string): string {
   return signHs({ sub, iat: now(), exp: now() + 600 }, SECRET)
-}
-
-async function upstream (t: Test, handler: UpstreamHandler = echo): Promise<Upstream> {
-  const up = await startUpstream(handler)
-  t.teardown(up.close)
-  return up
 }
 
 function json (value: unknown): UpstreamHandler {

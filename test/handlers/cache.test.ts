@@ -1,5 +1,5 @@
-// The response cache through a real gateway to real upstreams (DESIGN.md
-// "Cache", "Request pipeline" step 7, "Operations" admin purge), with the
+// The response cache through a real gateway to real upstreams (README
+// "Response cache", "Request handling" step 7, the admin purge), with the
 // in-memory store and with Redis: MISS/HIT/STALE/BYPASS and `age`, what is
 // stored and what never is, per-user and vary keys, never a cached answer for
 // a request that fails auth or the rate limit, one upstream call for
@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
-import { closedPort, startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { closedPort, upstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { expectProblem } from '../helpers/auth.js'
 import { now, signHs } from '../helpers/jwt.js'
 import { eventually, keysUnder, PrivateRedis, REDIS_URL, uniquePrefix, withClient } from '../helpers/redis.js'
@@ -48,7 +48,7 @@ interface Answer { v: string, n: number, method: string, url: string, sub: strin
 async function controlled (t: Test, init: Partial<Pick<Control, 'status' | 'headers' | 'version'>> = {}): Promise<Control> {
   let n = 0
   const c = { status: 200, headers: {}, version: 'v1', ...init } as Control
-  c.up = await startUpstream(async (req, res) => {
+  c.up = await upstream(t, async (req, res) => {
     const answer: Answer = {
       v: '', n: ++n, method: req.method ?? '', url: req.url ?? '',
       sub: (req.headers['x-auth-sub'] as string | undefined) ?? null,
@@ -59,14 +59,7 @@ async function controlled (t: Test, init: Partial<Pick<Control, 'status' | 'head
     res.writeHead(c.status, { 'content-type': 'application/json', 'x-upstream': 'yes', ...c.headers })
     res.end(JSON.stringify(answer))
   })
-  t.teardown(c.up.close)
   return c
-}
-
-async function upstream (t: Test, handler: UpstreamHandler): Promise<Upstream> {
-  const up = await startUpstream(handler)
-  t.teardown(up.close)
-  return up
 }
 
 function latch (): { wait: Promise<void>, open: () => void } {

@@ -8,14 +8,13 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
 import { buildFromFiles } from '../helpers/gateway.js'
-import { echo, startUpstream } from '../helpers/upstream.js'
+import { echo, upstream } from '../helpers/upstream.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 type TrustProxy = boolean | number | string | string[]
 
 async function gateway (t: Test, trustProxy: TrustProxy | undefined): Promise<FastifyInstance> {
-  const up = await startUpstream(echo)
-  t.teardown(up.close)
+  const up = await upstream(t, echo)
   return await buildFromFiles(t, {
     'gateway.yaml': JSON.stringify({
       ...(trustProxy !== undefined ? { server: { trustProxy } } : {}),

@@ -1,5 +1,5 @@
 // isJsonText (src/handlers/json-check.ts) must agree with JSON.parse on what
-// is JSON: aggregate parts whose body is not JSON fail (DESIGN "Aggregate"),
+// is JSON: aggregate parts whose body is not JSON fail like any part error,
 // and the check replaced JSON.parse there. A table of edge cases, then
 // thousands of random mutations of real documents, each compared with
 // JSON.parse on the same bytes.

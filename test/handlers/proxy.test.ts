@@ -1,21 +1,12 @@
 // Proxy routes through a real gateway to real upstream servers: what reaches
 // the upstream (method, path, query, body, headers) and what comes back
-// (DESIGN.md "Routes" and "Upstream behaviour").
+// (README "routes" and "Request handling").
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import { buildFromFiles, simpleConfig } from '../helpers/gateway.js'
-import { startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { upstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { listen, rawRequest } from '../helpers/http.js'
-
-// A subtest (the last overload of t.test takes only the callback).
-type Test = Parameters<Parameters<typeof t.test>[0]>[0]
-
-async function upstream (t: Test, handler?: UpstreamHandler): Promise<Upstream> {
-  const up = await startUpstream(handler)
-  t.teardown(up.close)
-  return up
-}
 
 const ok: UpstreamHandler = (_req, res) => {
   res.writeHead(200, { 'content-type': 'text/plain' })

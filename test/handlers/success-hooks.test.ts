@@ -7,7 +7,7 @@
 import t from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { buildFromFiles } from '../helpers/gateway.js'
-import { startUpstream, type Upstream } from '../helpers/upstream.js'
+import { upstream, type Upstream } from '../helpers/upstream.js'
 import { REDIS_URL, eventually, uniquePrefix } from '../helpers/redis.js'
 import type { MemoryEventSink } from '../../src/events/memory-sink.js'
 import type { GatewayEvent } from '../../src/events/sink.js'
@@ -22,13 +22,12 @@ interface Control { up: Upstream, status: number, gate?: Promise<void> }
 async function controlled (t: Test): Promise<Control> {
   let n = 0
   const c = { status: 200 } as Control
-  c.up = await startUpstream(async (req, res) => {
+  c.up = await upstream(t, async (req, res) => {
     const mine = ++n
     if (c.gate !== undefined) await c.gate
     res.writeHead(c.status, { 'content-type': 'application/json' })
     res.end(JSON.stringify({ n: mine, url: req.url }))
   })
-  t.teardown(c.up.close)
   return c
 }
 

@@ -4,8 +4,8 @@
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
+import { waitFor } from './wait.js'
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
@@ -44,14 +44,9 @@ export function uniquePrefix (t: Teardown, name: string): string {
   return prefix
 }
 
-/** Polls until check() holds; throws after `ms`. For things that happen by themselves, never to time them. */
+/** waitFor (helpers/wait.ts) with the argument order the Redis tests use. */
 export async function eventually (what: string, check: () => Promise<boolean>, ms = 10_000, every = 20): Promise<void> {
-  const until = Date.now() + ms
-  while (Date.now() < until) {
-    if (await check()) return
-    await sleep(every)
-  }
-  throw new Error(`gave up after ${ms} ms waiting for: ${what}`)
+  await waitFor(check, { timeout: ms, interval: every, message: what })
 }
 
 /** A redis-server of our own, on a fixed port, that a test can kill and restart. */

@@ -54,6 +54,23 @@ export async function startUpstream (handler: UpstreamHandler = echo): Promise<U
   }
 }
 
+interface Teardown { teardown: (fn: () => unknown) => void }
+
+/** Starts an upstream for one test and closes it in that test's teardown. */
+export async function upstream (t: Teardown, handler: UpstreamHandler = echo): Promise<Upstream> {
+  const up = await startUpstream(handler)
+  t.teardown(up.close)
+  return up
+}
+
+/** Answers every request with the same status, content type and body. */
+export function reply (status: number, contentType: string, body: string): UpstreamHandler {
+  return (_req, res) => {
+    res.writeHead(status, { 'content-type': contentType })
+    res.end(body)
+  }
+}
+
 /** A port that was free a moment ago and has nothing listening now (for connection-refused cases). */
 export async function closedPort (): Promise<number> {
   const server = createServer()

@@ -6,11 +6,9 @@ import t from 'tap'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
-import { startUpstream, type Upstream } from '../helpers/upstream.js'
+import { upstream } from '../helpers/upstream.js'
 import { listen } from '../helpers/http.js'
 import { startGateway } from '../../src/server.js'
-
-type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
 interface RawAnswer { status: number, headers: string, body: string }
 
@@ -42,12 +40,6 @@ routes:
     policy: public
     proxy: { service: backend }
 `
-}
-
-async function upstream (t: Test): Promise<Upstream> {
-  const up = await startUpstream()
-  t.teardown(up.close)
-  return up
 }
 
 function problemCode (a: RawAnswer): unknown {

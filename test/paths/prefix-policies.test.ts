@@ -6,7 +6,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildFromFiles } from '../helpers/gateway.js'
-import { startUpstream, type Upstream } from '../helpers/upstream.js'
+import { upstream, type Upstream } from '../helpers/upstream.js'
 import { listen, rawRequest, type RawResponse } from '../helpers/http.js'
 import { expectProblem } from '../helpers/auth.js'
 import { now, signHs } from '../helpers/jwt.js'
@@ -20,8 +20,7 @@ const USER = signHs({ sub: 'bob', roles: ['user'], iat: now(), exp: now() + 600 
 interface Setup { port: number, up: Upstream, app: FastifyInstance }
 
 async function gateway (t: Test, opts: { paths?: Record<string, unknown>, routes?: unknown[] } = {}): Promise<Setup> {
-  const up = await startUpstream()
-  t.teardown(up.close)
+  const up = await upstream(t)
   const config = {
     ...(opts.paths !== undefined ? { server: { paths: opts.paths } } : {}),
     services: { backend: { urls: [up.url], timeout: '2s' } },

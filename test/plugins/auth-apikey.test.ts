@@ -1,23 +1,15 @@
-// `auth: apiKey` policies (DESIGN.md "Policies": the key's name is the
-// identity): missing or wrong keys are 401, the right key passes with its
+// `auth: apiKey` policies (the key's name is the identity, README "API
+// keys"): missing or wrong keys are 401, the right key passes with its
 // name as x-auth-sub and its roles, and the key itself never goes upstream.
 import t from 'tap'
 import { buildFromFiles } from '../helpers/gateway.js'
-import { startUpstream, type Upstream } from '../helpers/upstream.js'
+import { upstream } from '../helpers/upstream.js'
 import { authGateway, expectProblem } from '../helpers/auth.js'
 import { now, signHs } from '../helpers/jwt.js'
-
-type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
 const ACME_KEY = 'acme-key-7f3c9a1e5b2d4f60a8c1'
 const GLOBEX_KEY = 'globex-key-0d9e8f7a6b5c4d3e2f10'
 const SECRET = 'hs-secret-for-tests-0123456789-abcdef'
-
-async function upstream (t: Test): Promise<Upstream> {
-  const up = await startUpstream()
-  t.teardown(up.close)
-  return up
-}
 
 function files (upstreamUrl: string, header?: string): Record<string, string> {
   return {

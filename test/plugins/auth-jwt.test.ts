@@ -1,5 +1,5 @@
-// JWT policies as a client sees them (DESIGN.md "Policies", "Request
-// pipeline" steps 3–4, "Upstream behaviour", "Errors"): hostile tokens are
+// JWT policies as a client sees them (README "Policy reference", "Request
+// handling" steps 3–4): hostile tokens are
 // refused with 401 before any upstream call, valid ones pass with identity
 // headers, authorization refuses with 403, and `portico token` mints tokens
 // the gateway accepts.
@@ -15,23 +15,15 @@ import type { FastifyInstance } from 'fastify'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
 import { loadConfig } from '../../src/config/validate.js'
 import { ConfigError, formatProblem } from '../../src/config/problems.js'
-import { startUpstream, type Upstream } from '../helpers/upstream.js'
+import { upstream } from '../helpers/upstream.js'
 import { authGateway, expectProblem } from '../helpers/auth.js'
 import { jwk, now, rsaKeys, signAsym, signHs, unsigned, type Claims } from '../helpers/jwt.js'
-
-type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
 const SECRET = 'hs-secret-for-tests-0123456789-abcdef'
 const ISS = 'portico-test'
 const AUD = 'portico'
 
 const HS_JWT = { secret: SECRET, algorithms: ['HS256'], issuer: ISS, audience: AUD, clockTolerance: '5s' }
-
-async function upstream (t: Test): Promise<Upstream> {
-  const up = await startUpstream()
-  t.teardown(up.close)
-  return up
-}
 
 /** Claims of a token that the HS config accepts. */
 function good (extra: Claims = {}): Claims {

@@ -1,5 +1,5 @@
-// JWT policies verified with public keys (DESIGN.md "config/gateway.yaml"
-// auth.jwt.publicKey / jwksUrl): RS256 and ES256 PEM files, and a JWKS
+// JWT policies verified with public keys (auth.jwt.publicKey / jwksUrl,
+// README "JWT verification"): RS256 and ES256 PEM files, and a JWKS
 // endpoint with key rotation and a bounded refetch rate.
 import t from 'tap'
 import { createServer, type ServerResponse } from 'node:http'
@@ -10,7 +10,8 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
 import { startGateway } from '../../src/server.js'
-import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
+import { closedPort, upstream } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait.js'
 import { authGateway, expectProblem } from '../helpers/auth.js'
 import { ecKeys, jwk, now, rsaKeys, signAsym, signHs, type Claims, type KeyPair } from '../helpers/jwt.js'
 
@@ -18,12 +19,6 @@ type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
 const ISS = 'https://idp.example.test'
 const AUD = 'portico'
-
-async function upstream (t: Test): Promise<Upstream> {
-  const up = await startUpstream()
-  t.teardown(up.close)
-  return up
-}
 
 function good (extra: Claims = {}): Claims {
   return { sub: 'alice', iss: ISS, aud: AUD, iat: now(), exp: now() + 600, roles: ['ops'], ...extra }
@@ -344,6 +339,8 @@ t.test('JWKS: a hanging identity provider does not stall cached tokens when the 
   const took = Date.now() - started
   t.equal(res.statusCode, 200, 'the cached verification answers')
   t.ok(took < 1000, `answered in ${took} ms, not after the 3 s JWKS fetch timeout`)
+  // The refetch runs beside the answer: it may reach the IdP just after it.
+  await waitFor(() => idp.fetches() >= 2, { timeout: 2000, message: 'the refetch reaches the IdP' })
   t.equal(idp.fetches(), 2, 'the refetch was started')
   t.equal(up.hits(), 2)
 })

@@ -1,20 +1,15 @@
 // Errors the gateway makes itself, as a client sees them over HTTP: RFC 9457
-// problem+json with a stable code and the request id (DESIGN.md "Errors"),
+// problem+json with a stable code and the request id (README "What the
+// errors look like"),
 // plus the request-id rules and the health endpoints.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { buildFromFiles, simpleConfig } from '../helpers/gateway.js'
-import { closedPort, echo, startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { closedPort, echo, upstream } from '../helpers/upstream.js'
 import { listen, rawRequest } from '../helpers/http.js'
 
 // A subtest (the last overload of t.test takes only the callback).
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
-
-async function upstream (t: Test, handler?: UpstreamHandler): Promise<Upstream> {
-  const up = await startUpstream(handler)
-  t.teardown(up.close)
-  return up
-}
 
 const ROUTES = `
 - id: item

@@ -14,7 +14,7 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import { buildFromFiles } from '../helpers/gateway.js'
 import { signHs, now } from '../helpers/jwt.js'
 import { PrivateRedis, REDIS_URL, eventually, keysUnder, uniquePrefix, withClient } from '../helpers/redis.js'
-import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
+import { closedPort, reply, upstream } from '../helpers/upstream.js'
 
 // A subtest (the last overload of t.test takes only the callback).
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -22,14 +22,8 @@ type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 const SECRET = 'rate-limit-lease-test-secret-0123456789abcdef'
 const bearer = (sub: string): Record<string, string> => ({ authorization: `Bearer ${signHs({ sub, iat: now(), exp: now() + 600 }, SECRET)}` })
 
-async function upstream (t: Test): Promise<Upstream> {
-  const up = await startUpstream((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/plain' })
-    res.end('ok')
-  })
-  t.teardown(up.close)
-  return up
-}
+/** What every route's upstream answers in this file. */
+const answerOk = reply(200, 'text/plain', 'ok')
 
 function gatewayYaml (upstreamUrl: string, redis: { url: string, keyPrefix: string }, routes: string): string {
   return `redis:
@@ -151,7 +145,7 @@ function scriptDelta (before: Map<string, number>, after: Map<string, number>): 
 
 t.test('max 10 across two instances, sequential: exactly 10 served, remaining counts down across both, each request one count in Redis', async t => {
   const prefix = uniquePrefix(t, 'rl-lease')
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const apps = await twoInstances(t, gatewayYaml(up.url, { url: REDIS_URL, keyPrefix: prefix }, route('small', 10, '1m', { key: 'user', policy: 'user' })))
   const res = await sequential(apps, 30, { url: '/api/small', headers: bearer('alice') })
 
@@ -171,7 +165,7 @@ t.test('max 10 across two instances, sequential: exactly 10 served, remaining co
 
 t.test('max 10 across two instances, concurrent burst: exactly 10 served, each with its own count', async t => {
   const prefix = uniquePrefix(t, 'rl-lease')
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const apps = await twoInstances(t, gatewayYaml(up.url, { url: REDIS_URL, keyPrefix: prefix }, route('burst', 10, '1m', { key: 'ip' })))
   const res = await concurrent(apps, 30, { url: '/api/burst', remoteAddress: '10.1.2.3' }, 30)
 
@@ -193,7 +187,7 @@ t.test('max 10 across two instances, concurrent burst: exactly 10 served, each w
 t.test('private Redis: max 1000 leases counts (fewer script calls than requests) and never admits more than 1000; max 10 is one script call per request', async t => {
   const redis = await PrivateRedis.started(t, await closedPort())
   const prefix = uniquePrefix(t, 'rl-lease')
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const apps = await twoInstances(t, gatewayYaml(up.url, { url: redis.url, keyPrefix: prefix }, route('big', 1000, '1m') + route('tiny', 10, '1m')))
 
   // Large limit: 3000 requests, 100 at a time, alternating between the instances.
@@ -237,7 +231,7 @@ t.test('private Redis: max 1000 leases counts (fewer script calls than requests)
 
 t.test('ratelimit-remaining (draft spec) counts down on one instance, also while leasing; the 429 carries retry-after', async t => {
   const prefix = uniquePrefix(t, 'rl-lease')
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const yaml = gatewayYaml(up.url, { url: REDIS_URL, keyPrefix: prefix }, route('five', 5, '30s') + route('large', 1000, '1m'))
   const a = await buildFromFiles(t, { 'gateway.yaml': yaml })
 
@@ -265,7 +259,7 @@ t.test('ratelimit-remaining (draft spec) counts down on one instance, also while
 
 t.test('a new window starts fresh (max 3, window 2s): refused until the window ends, then served again', async t => {
   const prefix = uniquePrefix(t, 'rl-lease')
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const apps = await twoInstances(t, gatewayYaml(up.url, { url: REDIS_URL, keyPrefix: prefix }, route('short', 3, '2s')))
   const first = await sequential(apps, 4, { url: '/api/short' })
   t.same(first.map(r => r.statusCode), [200, 200, 200, 429])
@@ -300,7 +294,7 @@ t.test('a new window starts fresh (max 3, window 2s): refused until the window e
 
 t.test('a new window starts fresh with leases (max 200, window 3s, two instances): never more than max in either window', async t => {
   const prefix = uniquePrefix(t, 'rl-lease')
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const apps = await twoInstances(t, gatewayYaml(up.url, { url: REDIS_URL, keyPrefix: prefix }, route('leased', 200, '3s')))
   const key = `${prefix}rl:leased:ip:127.0.0.1`
 
@@ -340,7 +334,7 @@ t.test('a new window starts fresh with leases (max 200, window 3s, two instances
 
 t.test('different keys are independent: one user exhausting the limit leaves another\'s untouched', async t => {
   const prefix = uniquePrefix(t, 'rl-lease')
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const apps = await twoInstances(t, gatewayYaml(up.url, { url: REDIS_URL, keyPrefix: prefix },
     route('per-user', 10, '1m', { key: 'user', policy: 'user' }) + route('per-user-big', 300, '1m', { key: 'user', policy: 'user' })))
   const alice = bearer('alice')

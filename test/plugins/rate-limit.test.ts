@@ -1,4 +1,4 @@
-// Rate limits (DESIGN.md "Policies", "Request pipeline" step 5, "Errors"): the
+// Rate limits (README "Rate limits", "Request handling" step 5): the
 // draft-spec headers on every limited response, 429 RATE_LIMITED problem+json
 // with retry-after, one counter per route and key, auth before the limit,
 // counters shared through a real Redis, and the local fallback while Redis is
@@ -8,7 +8,7 @@ import { createSigner } from 'fast-jwt'
 import type { FastifyInstance, LightMyRequestResponse, InjectOptions } from 'fastify'
 import { buildFromFiles } from '../helpers/gateway.js'
 import { PrivateRedis, REDIS_URL, eventually, keysUnder, withClient } from '../helpers/redis.js'
-import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
+import { closedPort, reply, upstream } from '../helpers/upstream.js'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { ROOT } from '../helpers/cli.js'
@@ -21,14 +21,8 @@ type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 const SECRET = 'rate-limit-test-secret-0123456789abcdef'
 const sign = createSigner({ key: SECRET, algorithm: 'HS256', expiresIn: 600_000 })
 
-async function upstream (t: Test): Promise<Upstream> {
-  const up = await startUpstream((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/plain' })
-    res.end('ok')
-  })
-  t.teardown(up.close)
-  return up
-}
+/** What every route's upstream answers in this file. */
+const answerOk = reply(200, 'text/plain', 'ok')
 
 let prefixes = 0
 /** A Redis key prefix no other test (or parallel test process) uses. */
@@ -113,7 +107,7 @@ const LIMITED = `
 `
 
 t.test('in memory: responses carry the limit headers; the request over max is 429 and never reaches the upstream', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const app = await gateway(t, { upstreamUrl: up.url, routes: LIMITED })
   t.equal(await readyRedis(app), 'not configured')
   for (const remaining of [2, 1, 0]) assertAllowed(t, await hit(app, '/api/limited'), 3, remaining, 60, `remaining ${remaining}:`)
@@ -125,7 +119,7 @@ t.test('in memory: responses carry the limit headers; the request over max is 42
 })
 
 t.test('a route without rateLimit has no limit headers and no limit', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const app = await gateway(t, {
     upstreamUrl: up.url,
     routes: `${LIMITED}
@@ -145,7 +139,7 @@ t.test('a route without rateLimit has no limit headers and no limit', async t =>
 })
 
 t.test('a policy rateLimit applies to its routes, a route rateLimit overrides it, and each route has its own counter', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const app = await gateway(t, {
     upstreamUrl: up.url,
     policies: '  metered: { auth: none, rateLimit: { max: 2, window: 1m } }\n',
@@ -179,7 +173,7 @@ t.test('a policy rateLimit applies to its routes, a route rateLimit overrides it
 })
 
 t.test('key: user counts per JWT subject, whatever the client address', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const app = await gateway(t, {
     upstreamUrl: up.url,
     jwt: true,
@@ -206,7 +200,7 @@ t.test('key: user counts per JWT subject, whatever the client address', async t 
 })
 
 t.test('key: header:x-tenant counts per header value, whatever the client address', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const app = await gateway(t, {
     upstreamUrl: up.url,
     routes: `
@@ -225,7 +219,7 @@ t.test('key: header:x-tenant counts per header value, whatever the client addres
 })
 
 t.test('key: ip (the default) counts per client address', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const app = await gateway(t, {
     upstreamUrl: up.url,
     routes: `
@@ -254,7 +248,7 @@ t.test('key: ip (the default) counts per client address', async t => {
 })
 
 t.test('authentication runs before the rate limit: a 401 is not counted', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const app = await gateway(t, {
     upstreamUrl: up.url,
     jwt: true,
@@ -287,7 +281,7 @@ t.test('authentication runs before the rate limit: a 401 is not counted', async 
 t.test('Redis: two gateway instances share one counter', async t => {
   const prefix = uniquePrefix()
   cleanRedisAfter(t, prefix)
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const options: GatewayOptions = {
     upstreamUrl: up.url,
     redis: { url: REDIS_URL, keyPrefix: prefix },
@@ -328,7 +322,7 @@ t.test('Redis down: requests are still served with local limits, /readyz says do
   t.teardown(async () => { process.off('exit', killOnExit); await server.kill() })
   await server.start()
 
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const prefix = uniquePrefix()
   const app = await gateway(t, {
     upstreamUrl: up.url,
@@ -377,7 +371,7 @@ t.test('Redis down: requests are still served with local limits, /readyz says do
 
 t.test('Redis unreachable at start: the gateway starts and serves with local limits, /readyz says down', async t => {
   const port = await closedPort()
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const app = await gateway(t, {
     upstreamUrl: up.url,
     redis: { url: `redis://127.0.0.1:${port}`, keyPrefix: uniquePrefix() },
@@ -401,7 +395,7 @@ t.test('Redis unreachable at start: the gateway starts and serves with local lim
 // Credentials in limit keys: a header used as the key is often an API key.
 
 t.test('key: header:NAME names its Redis counter by a digest of the value, never the value; values still count apart', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerOk)
   const prefix = uniquePrefix()
   cleanRedisAfter(t, prefix)
   const app = await gateway(t, {

@@ -1,4 +1,4 @@
-// Request validation (DESIGN.md "Request pipeline" step 6, "Errors"): routes
+// Request validation (README "Request handling" step 6): routes
 // with a `schema` reject bad requests before any upstream call, list the
 // failing fields (at most 10, in a small answer, whatever the body), refuse
 // bodies that are not JSON, repeat a key or nest too deep, and forward a
@@ -6,7 +6,7 @@
 import t from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { buildFromFiles, simpleConfig } from '../helpers/gateway.js'
-import { startUpstream, type Upstream } from '../helpers/upstream.js'
+import { reply, upstream } from '../helpers/upstream.js'
 import { listen, rawRequest } from '../helpers/http.js'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { MemoryEventSink } from '../../src/events/memory-sink.js'
@@ -14,14 +14,8 @@ import type { MemoryEventSink } from '../../src/events/memory-sink.js'
 // A subtest (the last overload of t.test takes only the callback).
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
-async function upstream (t: Test): Promise<Upstream> {
-  const up = await startUpstream((_req, res) => {
-    res.writeHead(201, { 'content-type': 'application/json' })
-    res.end('{"created":true}')
-  })
-  t.teardown(up.close)
-  return up
-}
+/** What every route's upstream answers in this file. */
+const answerCreated = reply(201, 'application/json', '{"created":true}')
 
 const ROUTES = `
 - id: create-order
@@ -86,7 +80,7 @@ function failingFields (t: Test, body: Problem): string[] {
 const JSON_TYPE = { 'content-type': 'application/json' }
 
 t.test('missing required fields: 400 VALIDATION_FAILED naming each of them, nothing reaches the upstream', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
   const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: '{}' })
   const body = problem(t, res, 400, 'VALIDATION_FAILED')
@@ -98,7 +92,7 @@ t.test('missing required fields: 400 VALIDATION_FAILED naming each of them, noth
 })
 
 t.test('wrong-typed and missing fields together are all listed at once', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
   const cases: Array<[string, string[]]> = [
     ['{"sku": {"a": 1}, "qty": "many", "note": {"x": 1}}', ['body.note', 'body.qty', 'body.sku']],
@@ -117,7 +111,7 @@ t.test('wrong-typed and missing fields together are all listed at once', async t
 })
 
 t.test('values of another JSON type are refused, not coerced (the upstream would get the original bytes)', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
   const cases: Array<[string, string[]]> = [
     ['{"sku": 123, "qty": "2"}', ['body.qty', 'body.sku']],
@@ -133,7 +127,7 @@ t.test('values of another JSON type are refused, not coerced (the upstream would
 })
 
 t.test('malformed or empty JSON is 400 BAD_REQUEST before the upstream', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
   for (const payload of ['{"sku": "a", "qty": 1', '{sku: "a"}', 'not json', '']) {
     const res = await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload })
@@ -144,7 +138,7 @@ t.test('malformed or empty JSON is 400 BAD_REQUEST before the upstream', async t
 })
 
 t.test('a body that is not JSON is 415 UNSUPPORTED_MEDIA_TYPE before the upstream', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
   const valid = '{"sku":"a","qty":1}'
   for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml', 'multipart/form-data; boundary=x']) {
@@ -155,7 +149,7 @@ t.test('a body that is not JSON is 415 UNSUPPORTED_MEDIA_TYPE before the upstrea
 })
 
 t.test('a valid body reaches the upstream byte for byte, for application/json and +json types', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
   // Odd spacing, key order, escapes and non-ASCII: any re-serialization would change these bytes.
   const body = Buffer.from('{ "qty" :2,\n\t"sku":"a\\u00e9\\/b",   "note": "zoë 😀", "extra": [1.50, {"z":1,"a":2}] }\n', 'utf8')
@@ -174,7 +168,7 @@ t.test('a valid body reaches the upstream byte for byte, for application/json an
 })
 
 t.test('a failing querystring schema is 400 VALIDATION_FAILED before the upstream', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES) })
   const missing = problem(t, await app.inject({ url: '/api/search' }), 400, 'VALIDATION_FAILED')
   t.same(failingFields(t, missing), ['querystring.q'])
@@ -192,7 +186,7 @@ t.test('a failing querystring schema is 400 VALIDATION_FAILED before the upstrea
 })
 
 t.test('a JSON body over server.bodyLimit is 413 PAYLOAD_TOO_LARGE before the upstream', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, ROUTES, 'server:\n  bodyLimit: 1kb\n') })
   const big = JSON.stringify({ sku: 'a', qty: 1, note: 'x'.repeat(2000) })
   problem(t, await app.inject({ method: 'POST', url: '/api/orders', headers: JSON_TYPE, payload: big }), 413, 'PAYLOAD_TOO_LARGE')
@@ -212,7 +206,7 @@ t.test('a JSON body over server.bodyLimit is 413 PAYLOAD_TOO_LARGE before the up
 })
 
 t.test('the rate limit (step 5) runs before validation (step 6): invalid requests count, and a limited one is 429', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, {
     'gateway.yaml': simpleConfig(up.url, `
 - id: limited-order
@@ -278,7 +272,7 @@ const MAX_ERRORS = 10
 const SMALL_ANSWER = 4096
 
 t.test('a million wrong items: 400 with at most 10 errors in a small answer, and the event loop keeps serving', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, HOSTILE_ROUTES, HOSTILE_CONFIG) })
   const port = await listen(app)
   const hostile = Buffer.from(JSON.stringify({ items: Array(1e6).fill('x') }))
@@ -304,7 +298,7 @@ t.test('a million wrong items: 400 with at most 10 errors in a small answer, and
 })
 
 t.test('80,000 unknown keys on additionalProperties: false: at most 10 errors in a small answer', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, HOSTILE_ROUTES, HOSTILE_CONFIG) })
   const keys: Record<string, number> = {}
   for (let i = 0; i < 80_000; i++) keys[`k${i}`] = 1
@@ -316,7 +310,7 @@ t.test('80,000 unknown keys on additionalProperties: false: at most 10 errors in
 })
 
 t.test('a small body failing in 30 fields lists the first 10, and the detail names only those', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, { 'gateway.yaml': simpleConfig(up.url, HOSTILE_ROUTES, HOSTILE_CONFIG) })
   const payload = JSON.stringify(Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}`, 'not a number'])))
   const body = problem(t, await app.inject({ method: 'POST', url: '/api/wide', headers: JSON_TYPE, payload }), 400, 'VALIDATION_FAILED')
@@ -328,7 +322,7 @@ t.test('a small body failing in 30 fields lists the first 10, and the detail nam
 // Duplicate keys: JSON.parse keeps the last value, the upstream may keep the first.
 
 t.test('a JSON body naming a key twice in one object is 400 VALIDATION_FAILED naming the key, before the upstream', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, {
     'gateway.yaml': simpleConfig(up.url, `
 - id: order
@@ -384,7 +378,7 @@ t.test('a JSON body naming a key twice in one object is 400 VALIDATION_FAILED na
 })
 
 t.test('command routes and publish from: request refuse duplicate keys too, storing and forwarding nothing', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, {
     'gateway.yaml': simpleConfig(up.url, `
 - id: submit
@@ -417,7 +411,7 @@ t.test('command routes and publish from: request refuse duplicate keys too, stor
 })
 
 t.test('a body nested deeper than 1000 levels is 400 BAD_REQUEST before it is parsed; 1000 levels are fine', async t => {
-  const up = await upstream(t)
+  const up = await upstream(t, answerCreated)
   const app = await buildFromFiles(t, {
     'gateway.yaml': simpleConfig(up.url, `
 - id: any-json

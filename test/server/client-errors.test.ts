@@ -5,7 +5,7 @@
 import t from 'tap'
 import { connect } from 'node:net'
 import { join } from 'node:path'
-import { startUpstream } from '../helpers/upstream.js'
+import { upstream } from '../helpers/upstream.js'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
 import { listen } from '../helpers/http.js'
 import { buildIfStale, childEnv, freePort, startCli, type Test } from '../helpers/cli.js'
@@ -51,8 +51,7 @@ function checkProblem (t: Test, a: Answer, status: number, code: string): void {
 }
 
 t.test('the real CLI answers parser errors, timeouts and bad framing as problem+json', async t => {
-  const up = await startUpstream()
-  t.teardown(up.close)
+  const up = await upstream(t)
   const port = await freePort()
   const dir = writeConfigFiles({
     'gateway.yaml': `server:
@@ -125,8 +124,7 @@ routes:
 })
 
 t.test('an app listening on its own answers parser errors as problem+json too', async t => {
-  const up = await startUpstream()
-  t.teardown(up.close)
+  const up = await upstream(t)
   const app = await buildFromFiles(t, {
     'gateway.yaml': `services:
   core:

@@ -6,7 +6,8 @@ import t from 'tap'
 import { Agent, request, type IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
 import { join } from 'node:path'
-import { startUpstream } from '../helpers/upstream.js'
+import { upstream } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait.js'
 import { writeConfigFiles } from '../helpers/gateway.js'
 import { buildIfStale, childEnv, freePort, startCli } from '../helpers/cli.js'
 
@@ -32,7 +33,7 @@ async function get (port: number, agent: Agent, path: string): Promise<Outcome> 
 
 t.test('SIGTERM drains busy keep-alive connections with connection: close and exits 0 at once', async t => {
   let inflight = 0
-  const up = await startUpstream((_req, res) => {
+  const up = await upstream(t, (_req, res) => {
     inflight++
     setTimeout(() => {
       inflight--
@@ -40,7 +41,6 @@ t.test('SIGTERM drains busy keep-alive connections with connection: close and ex
       res.end('{"ok":true}')
     }, 300)
   })
-  t.teardown(up.close)
   const port = await freePort()
   const dir = writeConfigFiles({
     'gateway.yaml': `server:
@@ -93,7 +93,7 @@ routes:
   })
 
   // Every client is on its second round at least: the connections are kept alive and busy.
-  while (!(up.hits() >= CLIENTS * 2 + 1 && inflight === CLIENTS)) await new Promise(resolve => setTimeout(resolve, 5))
+  await waitFor(() => up.hits() >= CLIENTS * 2 + 1 && inflight === CLIENTS, { timeout: 10_000, interval: 5, message: 'every client on its second round' })
   t.match(idleText, /^HTTP\/1\.1 200 /, 'the idle connection had its answer')
   const sentAt = Date.now()
   signalled = true

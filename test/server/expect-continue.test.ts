@@ -5,7 +5,7 @@
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
-import { startUpstream } from '../helpers/upstream.js'
+import { upstream } from '../helpers/upstream.js'
 import { writeConfigFiles } from '../helpers/gateway.js'
 import { buildIfStale, childEnv, freePort, startCli } from '../helpers/cli.js'
 import { now, signHs } from '../helpers/jwt.js'
@@ -34,8 +34,7 @@ function rawClient (port: number): { socket: Socket, received: () => string, wai
 }
 
 t.test('100 Continue only after auth and the rate limit', async t => {
-  const up = await startUpstream()
-  t.teardown(up.close)
+  const up = await upstream(t)
   const port = await freePort()
   const dir = writeConfigFiles({
     'gateway.yaml': `server:

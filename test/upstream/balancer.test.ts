@@ -1,5 +1,5 @@
-// createBalancer alone (DESIGN.md "Upstream behaviour", README "Load
-// balancing"): round-robin over stub instances; passive health ejects an
+// createBalancer alone (README "Resilience: breakers, retries, balancing",
+// **Load balancing**): round-robin over stub instances; passive health ejects an
 // instance that failed `failures` calls in a row for `ejectFor`, then probes
 // it with the next call (one more failure ejects it again); connection
 // errors, timeouts and 502/503/504 are failures, 500 and 4xx are not; with
@@ -11,7 +11,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { createBalancer, type Balancer, type BalancedInstance, type InstanceHealth, type PassiveHealthOptions, type ActiveHealthOptions } from '../../src/upstream/balancer.js'
 import { GatewayError, type ErrorCode } from '../../src/errors.js'
 import type { UpstreamRequest, UpstreamResponse } from '../../src/upstream/types.js'
-import { closedPort, startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { closedPort, upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait.js'
 import { discardBody } from '../../src/upstream/body.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
@@ -73,13 +74,9 @@ async function waitOutEjection (b: Balancer, url: string): Promise<void> {
   if (left > 0) await sleep(left + 5)
 }
 
-async function poll (check: () => boolean, ms = 3000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (check()) return true
-    await sleep(10)
-  }
-  return check()
+/** Whether check() holds within 3 s. */
+async function poll (check: () => boolean): Promise<boolean> {
+  return await waitFor(check, { timeout: 3000 }).then(() => true, () => false)
 }
 
 t.test('calls go round-robin over the instances', async t => {
@@ -224,12 +221,6 @@ t.test('health() lists every instance in order', async t => {
 
 // ---- active health checks against real upstreams --------------------------------
 
-async function upstream (t: Test, handler: UpstreamHandler): Promise<Upstream> {
-  const up = await startUpstream(handler)
-  t.teardown(up.close)
-  return up
-}
-
 function answering (status: () => number): UpstreamHandler {
   return (_req, res) => {
     res.writeHead(status(), { 'content-type': 'text/plain' })
@@ -288,7 +279,15 @@ t.test('close() stops the probes', async t => {
   const b = createBalancer(realUrls(up.url).instances, { failures: 3, ejectFor: 1000 }, { path: '/health', interval: 20, timeout: 500 })
   t.ok(await poll(() => up.hits() >= 2), 'probing')
   b.close()
-  await sleep(100) // a probe sent just before close() may still arrive
+  // A probe sent just before close() may still arrive, so wait for the probes
+  // to stop (no hit for 5 intervals) rather than guess how long that takes;
+  // without close() a probe lands every 20 ms and this never holds.
+  let last = { hits: up.hits(), at: Date.now() }
+  await waitFor(() => {
+    if (up.hits() !== last.hits) last = { hits: up.hits(), at: Date.now() }
+    return Date.now() - last.at >= 100
+  }, { timeout: 3000, message: 'no probe for 100 ms after close()' })
+  // Then 10 more intervals of silence: a window for a probe that must not come.
   const hits = up.hits()
   await sleep(200)
   t.equal(up.hits(), hits, 'no probe after close()')

@@ -1,12 +1,12 @@
 // createBreaker alone, against stub calls, with opossum's real timers and tiny
-// settings (DESIGN.md "Upstream behaviour", README "Circuit breakers"):
+// settings (README "Resilience: breakers, retries, balancing"):
 // connection errors, timeouts and 5xx count as failures, 4xx do not; a 5xx
 // still reaches the caller while closed; open fails at once with 503
 // CIRCUIT_OPEN and retry-after without calling the service; after
 // resetTimeout one trial goes through, and its outcome closes or re-opens.
 import t from 'tap'
 import { Readable } from 'node:stream'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { waitFor } from '../helpers/wait.js'
 import { createBreaker, type BreakerOptions, type BreakerState, type ServiceBreaker } from '../../src/upstream/breaker.js'
 import { GatewayError, type ErrorCode } from '../../src/errors.js'
 import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from '../../src/upstream/types.js'
@@ -57,14 +57,9 @@ async function rejection (p: Promise<unknown>): Promise<GatewayError | undefined
   return undefined
 }
 
-/** Polls (every 10 ms, at most 3 s) until the breaker reports the state. */
+/** Whether the breaker reports the state within 3 s. */
 async function until (b: ServiceBreaker, state: BreakerState): Promise<boolean> {
-  const end = Date.now() + 3000
-  while (Date.now() < end) {
-    if (b.snapshot().state === state) return true
-    await sleep(10)
-  }
-  return false
+  return await waitFor(() => b.snapshot().state === state, { timeout: 3000 }).then(() => true, () => false)
 }
 
 function expectOpenError (t: Test, err: GatewayError | undefined, maxSeconds: number): void {

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import { writeConfigFiles } from '../helpers/gateway.js'
 import { buildIfStale, childEnv, freePort, startCli, type Test } from '../helpers/cli.js'
+import { waitFor } from '../helpers/wait.js'
 
 t.before(buildIfStale)
 
@@ -106,8 +107,7 @@ async function sendAndDrop (port: number, up: CountingUpstream, raw: string, ope
   const socket = connect(port, '127.0.0.1')
   socket.on('error', () => {})
   socket.write(raw)
-  const deadline = Date.now() + 3000
-  while (up.open() + up.aborted() <= openBefore && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
+  await waitFor(() => up.open() + up.aborted() > openBefore, { timeout: 3000, interval: 5, message: 'the upstream has the request open' })
   socket.destroy()
 }
 
@@ -146,8 +146,7 @@ t.test('a malformed chunk aborts the upstream request and frees the pool', async
     socket.write(HEAD + '5\r\nhello\r\n')
     const closed = new Promise<void>(resolve => socket.on('close', () => { resolve() }))
     // The request is open at the upstream before the bad chunk arrives.
-    const deadline = Date.now() + 3000
-    while (up.open() + up.aborted() < 2 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
+    await waitFor(() => up.open() + up.aborted() >= 2, { timeout: 3000, interval: 5, message: 'both requests are open at the upstream' })
     socket.write('zz\r\nnot hex\r\n')
     await closed
     return out

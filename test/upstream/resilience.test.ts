@@ -1,23 +1,17 @@
 // Retries, load balancing, passive health and circuit breakers as a client
 // sees them, through a real gateway with proxy routes to real upstreams
-// (DESIGN.md "Upstream behaviour", "Errors", "Operations"), plus the admin
+// (README "Resilience: breakers, retries, balancing"), plus the admin
 // listener's view of the breakers and its token.
 import t from 'tap'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { buildFromFiles } from '../helpers/gateway.js'
-import { closedPort, startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { closedPort, upstream, type UpstreamHandler } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait.js'
 import { expectProblem } from '../helpers/auth.js'
 import { listen, rawRequest } from '../helpers/http.js'
 import { buildAdminApp } from '../../src/admin.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
-
-async function upstream (t: Test, handler: UpstreamHandler): Promise<Upstream> {
-  const up = await startUpstream(handler)
-  t.teardown(up.close)
-  return up
-}
 
 function answer (status: number, body: string): UpstreamHandler {
   return (_req, res) => {
@@ -62,14 +56,9 @@ async function backendBreaker (adminApp: FastifyInstance): Promise<BreakerView> 
   return b
 }
 
-/** Polls the admin API (every 10 ms, at most 3 s) until the backend's breaker is in the state. */
+/** Whether the admin API shows the backend's breaker in the state within 3 s. */
 async function untilState (adminApp: FastifyInstance, state: string): Promise<boolean> {
-  const end = Date.now() + 3000
-  while (Date.now() < end) {
-    if ((await backendBreaker(adminApp)).state === state) return true
-    await sleep(10)
-  }
-  return false
+  return await waitFor(async () => (await backendBreaker(adminApp)).state === state, { timeout: 3000 }).then(() => true, () => false)
 }
 
 // ---- retries ---------------------------------------------------------------------------
@@ -169,12 +158,11 @@ t.test('healthCheck: an instance failing its health path is taken out before any
   const sick = await upstream(t, serve(503))
   const app = await gateway(t, { urls: [sick.url, good.url], healthCheck: { path: '/health', interval: '50ms', timeout: '500ms' } })
   const adminApp = await admin(t, app)
-  const end = Date.now() + 3000
   let view = await backendBreaker(adminApp)
-  while (view.instances[0].healthy && Date.now() < end) {
-    await sleep(10)
+  await waitFor(async () => {
     view = await backendBreaker(adminApp)
-  }
+    return !view.instances[0].healthy
+  }, { timeout: 3000, message: 'the probe ejects the sick instance' })
   t.match(view.instances, [{ url: sick.url, healthy: false }, { url: good.url, healthy: true }], 'the probe ejected the sick instance')
   for (let i = 0; i < 6; i++) t.equal((await app.inject({ url: '/r' })).body, 'served')
   t.equal(sick.seen.filter(r => r.url === '/r').length, 0, 'no client request went to the sick instance')

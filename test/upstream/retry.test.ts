@@ -1,5 +1,5 @@
-// withRetry alone, against stub calls (DESIGN.md "Upstream behaviour",
-// README "Retries"): only idempotent methods with a replayable body, only
+// withRetry alone, against stub calls (README "Resilience: breakers,
+// retries, balancing", **Retries**): only idempotent methods with a replayable body, only
 // after a connection error, 502 or 503, at most `retries` more attempts, the
 // last 502/503 answer returned when attempts run out, never past a deadline,
 // and each attempt's timeout capped at the time left.

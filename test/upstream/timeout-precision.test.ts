@@ -3,15 +3,15 @@
 // fired 100 ms timeouts after about a second).
 import t from 'tap'
 import { request } from 'undici'
-import { startUpstream } from '../helpers/upstream.js'
+import { upstream } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait.js'
 import { buildFromFiles } from '../helpers/gateway.js'
 import { listen } from '../helpers/http.js'
 
 for (const [label, ms] of [['100ms', 100], ['250ms', 250], ['1s', 1000]] as const) {
   t.test(`a ${label} service timeout answers 504 UPSTREAM_TIMEOUT at the timeout`, async t => {
     // Never answers: the request reaches it and hangs.
-    const up = await startUpstream(() => {})
-    t.teardown(up.close)
+    const up = await upstream(t, () => {})
     const app = await buildFromFiles(t, {
       'gateway.yaml': `services:
   hang:
@@ -41,8 +41,7 @@ routes:
 }
 
 t.test('a timeout that passes while the call waits for a pooled connection is 504 on time too', async t => {
-  const up = await startUpstream(() => {})
-  t.teardown(up.close)
+  const up = await upstream(t, () => {})
   const app = await buildFromFiles(t, {
     'gateway.yaml': `services:
   hang:
@@ -61,7 +60,7 @@ routes:
   })
   const port = await listen(app)
   const first = request(`http://127.0.0.1:${port}/hang`)
-  while (up.hits() === 0) await new Promise(resolve => setTimeout(resolve, 5))
+  await waitFor(() => up.hits() > 0, { interval: 5, message: 'the first call reaches the upstream' })
   // The one connection is busy: this call queues behind it.
   const started = performance.now()
   const res = await request(`http://127.0.0.1:${port}/hang`)
