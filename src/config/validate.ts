@@ -41,7 +41,11 @@ export interface LoadResult {
  */
 export type ExtraCheck = (raw: unknown, map: SourceMap) => ConfigProblem[]
 
-/** Loads and validates a config file; throws ConfigError listing every problem. */
+/**
+ * Loads and validates a config file; throws ConfigError listing every problem.
+ * Plugin entries are only checked through `extra`: the gateway and the CLI load
+ * through loadGatewayConfig (src/extensions/load-config.ts), which passes it.
+ */
 export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env, extra?: ExtraCheck): LoadResult {
   const { raw, map, problems, fatal, file: main } = loadConfigSource(file, env)
   if (fatal) throw new ConfigError(problems)

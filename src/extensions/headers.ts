@@ -117,8 +117,9 @@ function upstreamEditor (rules: CompiledRules): (request: FastifyRequest, header
   return function editUpstreamHeaders (request, headers) {
     for (const name of rules.remove) delete headers[name]
     for (const [from, to] of rules.rename) {
+      // Own properties only: a header named like an Object.prototype member (`constructor`) is absent, not a function.
+      if (!Object.hasOwn(headers, from)) continue
       const value = headers[from]
-      if (value === undefined) continue
       delete headers[from]
       headers[to] = value
     }
@@ -137,7 +138,7 @@ function responseEditor (rules: CompiledRules): (request: FastifyRequest, reply:
     for (const name of rules.remove) reply.removeHeader(name)
     for (const [from, to] of rules.rename) {
       const value = reply.getHeader(from)
-      if (value === undefined) continue
+      if (typeof value !== 'string' && typeof value !== 'number' && !Array.isArray(value)) continue
       reply.removeHeader(from)
       reply.header(to, value)
     }

@@ -131,6 +131,35 @@ t.test('a value that could not travel in a header is percent-encoded, not sent r
   t.notOk('set-cookie' in res.headers)
 })
 
+t.test('a rename from a name Object.prototype also has (constructor) finds nothing when the header is absent', async t => {
+  const up = await startUpstream(upstreamHandler)
+  t.teardown(up.close)
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': `services:
+  backend: { urls: [${up.url}], timeout: 2s }
+policies:
+  public: { auth: none }
+routes:
+  - id: a
+    path: /a
+    policy: public
+    proxy: { service: backend }
+    plugins:
+      headers:
+        request: { rename: { constructor: x-c, tostring: x-t } }
+        response: { rename: { constructor: x-c, hasownproperty: x-h } }
+`,
+  })
+  const res = await app.inject({ url: '/a' })
+  t.equal(res.statusCode, 200)
+  t.notOk('x-c' in up.seen[0].headers)
+  t.notOk('x-c' in res.headers)
+  t.notOk('x-h' in res.headers)
+  const sent = await app.inject({ url: '/a', headers: { constructor: 'yes' } })
+  t.equal(sent.statusCode, 200)
+  t.equal(up.seen[1].headers['x-c'], 'yes', 'a header that is there is renamed')
+})
+
 t.test('request rules apply to every aggregate part', async t => {
   const up = await startUpstream(upstreamHandler)
   t.teardown(up.close)
