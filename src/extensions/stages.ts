@@ -5,6 +5,8 @@ import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, onSendHoo
 import type { StageHooks, UpstreamHeaders } from './plugin.js'
 
 export interface RouteStageHooks {
+  /** The plugins behind these hooks, in order (what the admin API shows; their settings may hold secrets). */
+  names: string[]
   /** A route-level onRequest hook: runs before the route's authentication. */
   onRequest?: onRequestAsyncHookHandler
   upstreamRequest?: (request: FastifyRequest, headers: UpstreamHeaders) => void
@@ -16,7 +18,7 @@ export interface NamedHooks { name: string, hooks: StageHooks }
 
 /** Undefined when no plugin has a hook at all. */
 export function routeStageHooks (compiled: NamedHooks[]): RouteStageHooks | undefined {
-  const out: RouteStageHooks = {}
+  const out: RouteStageHooks = { names: compiled.map(c => c.name) }
   const onRequest = compiled.filter(c => c.hooks.onRequest !== undefined).map(c => c.hooks.onRequest!)
   if (onRequest.length > 0) {
     out.onRequest = async function pluginsOnRequest (request: FastifyRequest) {
