@@ -131,7 +131,7 @@ t.test('a value that could not travel in a header is percent-encoded, not sent r
   t.notOk('set-cookie' in res.headers)
 })
 
-t.test('a rename from a name Object.prototype also has (constructor) finds nothing when the header is absent', async t => {
+t.test('names Object.prototype also has (constructor) are absent headers, in renames and templates', async t => {
   const up = await startUpstream(upstreamHandler)
   t.teardown(up.close)
   const app = await buildFromFiles(t, {
@@ -146,13 +146,14 @@ routes:
     proxy: { service: backend }
     plugins:
       headers:
-        request: { rename: { constructor: x-c, tostring: x-t } }
+        request: { rename: { constructor: x-c, tostring: x-t }, set: { x-tpl: "[{headers.constructor}][{query.constructor}][{headers.__proto__}]" } }
         response: { rename: { constructor: x-c, hasownproperty: x-h } }
 `,
   })
   const res = await app.inject({ url: '/a' })
   t.equal(res.statusCode, 200)
   t.notOk('x-c' in up.seen[0].headers)
+  t.equal(up.seen[0].headers['x-tpl'], '[][][]', 'templates read own entries only')
   t.notOk('x-c' in res.headers)
   t.notOk('x-h' in res.headers)
   const sent = await app.inject({ url: '/a', headers: { constructor: 'yes' } })
