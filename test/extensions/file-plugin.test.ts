@@ -90,6 +90,32 @@ t.test('a plugin from a file: hooks at their stages; the gateway keeps its own h
   t.equal(up.hits(), 1, 'the refusal reached no upstream')
 })
 
+t.test('onRequest runs before rate limiting: a refusal uses none of the limit', async t => {
+  const up = await startUpstream()
+  t.teardown(up.close)
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': `extensions: [./stamp.mjs]
+services:
+  backend: { urls: [${up.url}], timeout: 2s }
+policies:
+  public: { auth: none }
+routes:
+  - id: limited
+    path: /limited
+    policy: public
+    rateLimit: { max: 1, window: 1m }
+    proxy: { service: backend }
+    plugins:
+      stamp: { value: v, refuseWith: x-no }
+`,
+    'stamp.mjs': STAMP,
+  })
+  for (let i = 0; i < 3; i++) expectProblem(t, await app.inject({ url: '/limited', headers: { 'x-no': '1' } }), 403, 'FORBIDDEN', `refusal ${i}`)
+  t.equal((await app.inject({ url: '/limited' })).statusCode, 200, 'the one allowed request is still there')
+  expectProblem(t, await app.inject({ url: '/limited' }), 429, 'RATE_LIMITED', 'and then the limit holds')
+  t.equal(up.hits(), 1)
+})
+
 const BROKEN_FILES: Record<string, string> = {
   'gateway.yaml': `extensions:
   - ./plugins/missing.mjs
