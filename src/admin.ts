@@ -50,6 +50,7 @@ export async function buildAdminApp (gatewayOrGetter: FastifyInstance | (() => F
     target: p.target,
     ...(p.rateLimit !== undefined ? { rateLimit: p.rateLimit } : {}),
     ...(p.cache !== undefined ? { cache: p.cache } : {}),
+    ...(p.plugins !== undefined ? { plugins: p.plugins.names } : {}),
   })))
 
   app.post('/admin/cache/purge', {
@@ -106,7 +107,7 @@ export function effectiveConfig (config: GatewayConfig): unknown {
     },
     policies: Object.fromEntries(config.policies),
     services: Object.fromEntries(config.services),
-    routes: config.routes,
+    routes: config.routes.map(r => r.plugins === undefined ? r : { ...r, plugins: r.plugins.names }),
   }
 }
 

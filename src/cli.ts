@@ -3,7 +3,7 @@
 // way: --config FILE, else $PORTICO_CONFIG, else config/gateway.yaml.
 
 import { parseArgs } from 'node:util'
-import { loadConfig } from './config/validate.js'
+import { loadGatewayConfig } from './extensions/load-config.js'
 import { ConfigError, formatProblem, displayFile } from './config/problems.js'
 import { describeTarget } from './compile/route-plan.js'
 import type { GatewayConfig } from './config/types.js'
@@ -106,9 +106,9 @@ export async function main (argv: string[]): Promise<number> {
   }
   const configFile = values.config ?? process.env.PORTICO_CONFIG ?? 'config/gateway.yaml'
   switch (command) {
-    case 'check': return check(configFile)
-    case 'routes': return routes(configFile)
-    case 'token': return token(configFile, values)
+    case 'check': return await check(configFile)
+    case 'routes': return await routes(configFile)
+    case 'token': return await token(configFile, values)
     case 'events': {
       if (positionals[0] !== 'tail' || positionals.length !== 1 || values.stream === undefined || values.stream === '') {
         console.error(`portico events: expected "events tail --stream NAME"\n\n${HELP.events}`)
@@ -126,9 +126,9 @@ function packageVersion (): string {
   return pkg.version
 }
 
-function load (configFile: string): { config: GatewayConfig, lines: string[] } | number {
+async function load (configFile: string): Promise<{ config: GatewayConfig, lines: string[] } | number> {
   try {
-    const { config, warnings } = loadConfig(configFile)
+    const { config, warnings } = await loadGatewayConfig(configFile)
     return { config, lines: warnings.map(formatProblem) }
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -139,8 +139,8 @@ function load (configFile: string): { config: GatewayConfig, lines: string[] } |
   }
 }
 
-function check (configFile: string): number {
-  const loaded = load(configFile)
+async function check (configFile: string): Promise<number> {
+  const loaded = await load(configFile)
   if (typeof loaded === 'number') return loaded
   const { config, lines } = loaded
   for (const line of lines) console.log(line)
@@ -149,8 +149,8 @@ function check (configFile: string): number {
   return 0
 }
 
-function routes (configFile: string): number {
-  const loaded = load(configFile)
+async function routes (configFile: string): Promise<number> {
+  const loaded = await load(configFile)
   if (typeof loaded === 'number') return loaded
   const rows = [['METHOD', 'PATH', 'POLICY', 'TARGET', 'ID']]
   for (const r of loaded.config.routes) rows.push([r.methods.join(','), r.path, r.policy, describeTarget(r), r.id])
@@ -159,7 +159,7 @@ function routes (configFile: string): number {
   return 0
 }
 
-function token (configFile: string, opts: { sub?: string, roles?: string, scope?: string, ttl?: string }): number {
+async function token (configFile: string, opts: { sub?: string, roles?: string, scope?: string, ttl?: string }): Promise<number> {
   if (opts.sub === undefined || opts.sub === '') {
     console.error(`portico token: --sub is required\n\n${HELP.token}`)
     return 2
@@ -169,7 +169,7 @@ function token (configFile: string, opts: { sub?: string, roles?: string, scope?
     console.error(`portico token: --ttl ${DURATION_HINT}`)
     return 2
   }
-  const loaded = load(configFile)
+  const loaded = await load(configFile)
   if (typeof loaded === 'number') return loaded
   const jwt = loaded.config.auth.jwt
   const algorithm = jwt?.algorithms.find(a => a.startsWith('HS'))
@@ -193,7 +193,7 @@ function token (configFile: string, opts: { sub?: string, roles?: string, scope?
 }
 
 async function tailEvents (configFile: string, stream: string, fromStart: boolean): Promise<number> {
-  const loaded = load(configFile)
+  const loaded = await load(configFile)
   if (typeof loaded === 'number') return loaded
   const { config } = loaded
   if (config.redis.url === '') {
@@ -210,7 +210,7 @@ async function start (configFile: string, demo: boolean, watch: boolean): Promis
   const worker = isWorker()
   try {
     if (!worker) {
-      const loaded = load(configFile)
+      const loaded = await load(configFile)
       if (typeof loaded === 'number') return loaded
       if (loaded.config.server.workers > 1) {
         for (const line of loaded.lines) console.error(line)

@@ -91,6 +91,9 @@ function routeOptions (plan: RoutePlan, url: string, methods: RoutePlan['methods
       ...(plan.rateLimit !== undefined ? { rateLimit: routeRateLimit(plan.rateLimit) } : {}),
     },
     ...(plan.schema !== undefined ? { schema: plan.schema } : {}),
+    // Route-level onRequest hooks run before the authentication hook plugins/auth appends.
+    ...(plan.plugins?.onRequest !== undefined ? { onRequest: [plan.plugins.onRequest] } : {}),
+    ...(plan.plugins?.onSend !== undefined ? { onSend: [plan.plugins.onSend] } : {}),
     handler: plan.handler,
   }
 }

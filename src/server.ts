@@ -15,7 +15,7 @@ import { dirname } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import pino from 'pino'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
-import { loadConfig } from './config/validate.js'
+import { loadGatewayConfig } from './extensions/load-config.js'
 import { buildGateway } from './app.js'
 import { buildAdminApp } from './admin.js'
 import { ConfigError, formatProblem, displayFile } from './config/problems.js'
@@ -86,7 +86,7 @@ export interface RunningGateway {
 
 export async function startGateway (opts: StartOptions): Promise<RunningGateway> {
   const log = pino({ level: process.env.LOG_LEVEL ?? 'info', base: { pid: process.pid } })
-  const first = loadConfig(opts.configFile)
+  const first = await loadGatewayConfig(opts.configFile)
   for (const w of first.warnings) log.warn(formatProblem(w))
   const shared = new SharedResources(log)
 
@@ -156,7 +156,7 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
   async function swap (): Promise<boolean> {
     let next: Generation
     try {
-      const loaded = loadConfig(opts.configFile)
+      const loaded = await loadGatewayConfig(opts.configFile)
       for (const w of loaded.warnings) log.warn(formatProblem(w))
       const old = current.config.server
       const now = loaded.config.server

@@ -16,6 +16,7 @@ import { createCachedHandler, type Producer } from '../handlers/cached.js'
 import { fillContext } from '../handlers/fill-context.js'
 import type { CacheLayer } from '../cache/layer.js'
 import { proxyTrust, type ForwardOptions } from '../handlers/forward-headers.js'
+import type { RouteStageHooks } from '../extensions/stages.js'
 
 export interface RoutePlan {
   id: string
@@ -29,6 +30,8 @@ export interface RoutePlan {
   body: 'stream' | 'json'
   /** What `portico routes` and the admin API show as the target. */
   target: string
+  /** The route's plugin hooks, mounted as its own onRequest and onSend hooks. */
+  plugins?: RouteStageHooks
   handler: RouteHandlerMethod
 }
 
@@ -48,6 +51,7 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     forwardAuthorization: policy.forwardAuthorization,
     trustProxy: proxyTrust(ctx.config.server.trustProxy),
     ...(policy.credentialHeader !== undefined ? { credentialHeader: policy.credentialHeader } : {}),
+    ...(route.plugins?.upstreamRequest !== undefined ? { upstreamRequest: route.plugins.upstreamRequest } : {}),
   }
   const client = (service: string): ServiceClient => {
     const c = ctx.clients.get(service)
@@ -128,6 +132,7 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     // The body is parsed (and its raw bytes kept) when it is validated or becomes an event.
     body: route.schema?.body !== undefined || route.command !== undefined || route.publish?.from === 'request' ? 'json' : 'stream',
     target: describeTarget(route),
+    ...(route.plugins !== undefined ? { plugins: route.plugins } : {}),
     handler,
   }
 }

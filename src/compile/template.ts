@@ -66,14 +66,19 @@ export function parseTemplate (text: string): ParsedTemplate {
 export function lookup (ctx: FillContext, p: Placeholder): string | undefined {
   let v: unknown
   switch (p.source) {
-    case 'params': v = ctx.params[p.key]; break
-    case 'query': v = ctx.query[p.key]; break
-    case 'headers': v = ctx.headers[p.key]; break
-    case 'auth': v = ctx.auth?.[p.key]; break
+    case 'params': v = own(ctx.params, p.key); break
+    case 'query': v = own(ctx.query, p.key); break
+    case 'headers': v = own(ctx.headers, p.key); break
+    case 'auth': v = ctx.auth === undefined ? undefined : own(ctx.auth, p.key); break
   }
   if (v === undefined || v === null) return undefined
   if (Array.isArray(v)) return p.source === 'query' ? stringOf(v[0]) : v.map(stringOf).join(',')
   return stringOf(v)
+}
+
+/** Own entries only: `{headers.constructor}` is an absent header, not Object.prototype's function. */
+function own (from: object, key: string): unknown {
+  return Object.hasOwn(from, key) ? (from as Record<string, unknown>)[key] : undefined
 }
 
 function stringOf (v: unknown): string {

@@ -292,6 +292,8 @@ const route = {
         },
       },
     },
+    // Each plugin's own schema checks its entry (src/extensions).
+    plugins: { type: 'object' },
     proxy: {
       type: 'object',
       additionalProperties: false,
@@ -319,5 +321,7 @@ export const configSchema = {
     policies: { type: 'object', propertyNames: name, additionalProperties: policy },
     services: { type: 'object', propertyNames: name, additionalProperties: service },
     routes: { type: 'array', items: route },
+    extensions: { type: 'array', items: { type: 'string', minLength: 1 } },
+    plugins: { type: 'object' },
   },
 }

@@ -1,6 +1,7 @@
 // The configuration after validation and normalization: durations and sizes
 // are numbers, defaults are filled in, references are known to resolve.
 
+import type { RouteStageHooks } from '../extensions/stages.js'
 import type { HTTP_METHODS, JWT_ALGORITHMS } from './schema.js'
 import type { BreakerOptions } from '../upstream/breaker.js'
 import type { ActiveHealthOptions, PassiveHealthOptions } from '../upstream/balancer.js'
@@ -202,6 +203,8 @@ export interface RouteConfig {
   invalidates?: string[]
   publish?: PublishConfig
   command?: CommandConfig
+  /** The route's plugins (gateway-wide and its own), compiled; absent when it has none. */
+  plugins?: RouteStageHooks
   source: SourceLocation
 }
 

@@ -35,8 +35,18 @@ export interface LoadResult {
   warnings: ConfigProblem[]
 }
 
-/** Loads and validates a config file; throws ConfigError listing every problem. */
-export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
+/**
+ * Checks run after the built-in ones on the same loaded source (the
+ * extensions' plugin configs), so their problems are reported together.
+ */
+export type ExtraCheck = (raw: unknown, map: SourceMap) => ConfigProblem[]
+
+/**
+ * Loads and validates a config file; throws ConfigError listing every problem.
+ * Plugin entries are only checked through `extra`: the gateway and the CLI load
+ * through loadGatewayConfig (src/extensions/load-config.ts), which passes it.
+ */
+export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env, extra?: ExtraCheck): LoadResult {
   const { raw, map, problems, fatal, file: main } = loadConfigSource(file, env)
   if (fatal) throw new ConfigError(problems)
   // A field an earlier stage already faulted (an unset variable, a schema
@@ -50,6 +60,7 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env):
   const publicKeys = new Map<string, string>()
   try {
     add([...crossCheck(raw as unknown as RawConfig, map), ...checkAuth(raw as unknown as RawConfig, map, main, publicKeys)])
+    if (extra !== undefined) add(extra(raw, map))
   } catch (err) {
     // Cross-checks assume the schema's shape; with schema errors they may
     // trip over malformed data, and the schema errors already say why.
@@ -162,7 +173,7 @@ function dedupe (problems: ConfigProblem[]): ConfigProblem[] {
 
 // ---- schema errors → problems -------------------------------------------------
 
-function schemaProblems (errors: ErrorObject[], raw: unknown, map: SourceMap): ConfigProblem[] {
+export function schemaProblems (errors: ErrorObject[], raw: unknown, map: SourceMap): ConfigProblem[] {
   // anyOf failures also report every branch's error at the same place; the
   // anyOf message alone says it better.
   const anyOfAt = new Set(errors.filter(e => e.keyword === 'anyOf').map(e => e.instancePath))

@@ -4,6 +4,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Identity } from '../identity.js'
+import type { UpstreamHeaders } from '../extensions/plugin.js'
 
 /** RFC 9110 §7.6.1 connection-specific headers, plus ones the gateway sets itself. */
 const NOT_FORWARDED_UP = new Set([
@@ -29,6 +30,26 @@ export interface ForwardOptions {
   trustProxy: ProxyTrust
   /** A credential header that must not travel upstream (the API-key header of `auth: apiKey` policies). */
   credentialHeader?: string
+  /** The route's plugins' edits (src/extensions); absent on routes without any, which pay nothing. */
+  upstreamRequest?: (request: FastifyRequest, headers: UpstreamHeaders) => void
+}
+
+/** Headers the gateway sets or drops itself on the way up: no plugin may change them. */
+export function gatewayOwnedUpstream (name: string): boolean {
+  return name.startsWith('x-auth-') || NOT_FORWARDED_UP.has(name)
+}
+
+/** Headers on the way down that frame the response or belong to the connection. */
+export function gatewayOwnedDownstream (name: string): boolean {
+  return name === 'content-length' || NOT_FORWARDED_DOWN.has(name)
+}
+
+/** Runs the plugins' edits, then drops whatever they did to the gateway's own headers (set right after). */
+function applyPluginEdits (out: Record<string, string | string[]>, request: FastifyRequest, edit: NonNullable<ForwardOptions['upstreamRequest']>): void {
+  edit(request, out)
+  for (const name of Object.keys(out)) {
+    if (gatewayOwnedUpstream(name.toLowerCase())) delete out[name]
+  }
 }
 
 export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOptions): Record<string, string | string[]> {
@@ -45,6 +66,7 @@ export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOp
     if (listed !== undefined && listed.has(name)) continue
     out[name] = value
   }
+  if (opts.upstreamRequest !== undefined) applyPluginEdits(out, request, opts.upstreamRequest)
   setForwardingHeaders(out, request, opts.trustProxy)
   return out
 }
@@ -114,6 +136,7 @@ export function partRequestHeaders (request: FastifyRequest, opts: ForwardOption
   if (typeof h.traceparent === 'string') out.traceparent = h.traceparent
   if (typeof h.tracestate === 'string') out.tracestate = h.tracestate
   if (opts.forwardAuthorization && typeof h.authorization === 'string') out.authorization = h.authorization
+  if (opts.upstreamRequest !== undefined) applyPluginEdits(out, request, opts.upstreamRequest)
   setForwardingHeaders(out, request, opts.trustProxy)
   return out
 }

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import { loadConfig } from '../../src/config/validate.js'
+import { loadGatewayConfig } from '../../src/extensions/load-config.js'
 import { buildGateway } from '../../src/app.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
@@ -23,7 +23,7 @@ export function writeConfigFiles (files: Record<string, string>): string {
 /** Loads `gateway.yaml` from the given files and builds the app (not listening). */
 export async function buildFromFiles (t: Teardown, files: Record<string, string>, env: NodeJS.ProcessEnv = {}): Promise<FastifyInstance> {
   const dir = writeConfigFiles(files)
-  const { config } = loadConfig(join(dir, 'gateway.yaml'), env)
+  const { config } = await loadGatewayConfig(join(dir, 'gateway.yaml'), env)
   const app = await buildGateway(config)
   t.teardown(async () => { await app.close() })
   return app
