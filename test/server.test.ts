@@ -3,12 +3,10 @@
 // `npm start` demo (README "Quick start", "Logs and shutdown").
 import t from 'tap'
 import { connect } from 'node:net'
-import { join } from 'node:path'
 import { request } from 'undici'
 import { upstream } from './helpers/upstream.js'
 import { waitFor } from './helpers/wait.js'
-import { writeConfigFiles } from './helpers/gateway.js'
-import { buildIfStale, childEnv, freePort, startCli } from './helpers/cli.js'
+import { buildIfStale, childEnv, freePort, startCli, startConfiguredCli } from './helpers/cli.js'
 
 t.before(buildIfStale)
 
@@ -33,9 +31,7 @@ t.test('portico start: ready line, then SIGTERM finishes the request in flight a
       res.end('{"slow":true}')
     }, 800)
   })
-  const port = await freePort()
-  const dir = writeConfigFiles({
-    'gateway.yaml': `server:
+  const { port, gw, ready } = await startConfiguredCli(t, port => `server:
   host: 127.0.0.1
   port: ${port}
 services:
@@ -49,10 +45,7 @@ routes:
     path: /slow
     policy: public
     proxy: { service: slow }
-`,
-  })
-  const gw = startCli(t, ['start', '--config', join(dir, 'gateway.yaml')], childEnv())
-  const ready = await gw.waitForLine(/^portico listening on /)
+`, childEnv())
   t.match(ready, new RegExp(`^portico listening on http://127\\.0\\.0\\.1:${port} \\(1 routes from .*gateway\\.yaml\\)$`))
   t.equal(gw.lines.filter(l => l.startsWith('portico listening on')).length, 1, 'one ready line')
 

@@ -7,6 +7,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { dirname, join } from 'node:path'
 import t from 'tap'
+import { writeConfigFiles } from './gateway.js'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const CLI = join(ROOT, 'dist', 'src', 'cli.js')
@@ -107,3 +108,24 @@ export function childEnv (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return env
 }
 
+
+export interface ConfiguredGateway {
+  port: number
+  gw: Gateway
+  /** The temp dir holding gateway.yaml. */
+  dir: string
+  /** The ready line. */
+  ready: string
+}
+
+/**
+ * Writes a gateway.yaml (given a free port to listen on), starts the real
+ * CLI on it and waits for the ready line.
+ */
+export async function startConfiguredCli (t: Test, gatewayYaml: (port: number) => string, env: NodeJS.ProcessEnv = childEnv()): Promise<ConfiguredGateway> {
+  const port = await freePort()
+  const dir = writeConfigFiles({ 'gateway.yaml': gatewayYaml(port) })
+  const gw = startCli(t, ['start', '--config', join(dir, 'gateway.yaml')], env)
+  const ready = await gw.waitForLine(/^portico listening on /)
+  return { port, gw, dir, ready }
+}

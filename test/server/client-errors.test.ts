@@ -4,11 +4,10 @@
 // matters) and raw sockets, since a client library would not send these.
 import t from 'tap'
 import { connect } from 'node:net'
-import { join } from 'node:path'
 import { upstream } from '../helpers/upstream.js'
-import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
+import { buildFromFiles } from '../helpers/gateway.js'
 import { listen } from '../helpers/http.js'
-import { buildIfStale, childEnv, freePort, startCli, type Test } from '../helpers/cli.js'
+import { buildIfStale, childEnv, type Test, startConfiguredCli } from '../helpers/cli.js'
 
 t.before(buildIfStale)
 
@@ -52,9 +51,7 @@ function checkProblem (t: Test, a: Answer, status: number, code: string): void {
 
 t.test('the real CLI answers parser errors, timeouts and bad framing as problem+json', async t => {
   const up = await upstream(t)
-  const port = await freePort()
-  const dir = writeConfigFiles({
-    'gateway.yaml': `server:
+  const { port } = await startConfiguredCli(t, port => `server:
   host: 127.0.0.1
   port: ${port}
   headersTimeout: 1s
@@ -69,10 +66,7 @@ routes:
     method: [GET, POST]
     policy: public
     proxy: { service: core }
-`,
-  })
-  const gw = startCli(t, ['start', '--config', join(dir, 'gateway.yaml')], childEnv({ LOG_LEVEL: 'error' }))
-  await gw.waitForLine(/^portico listening on /)
+`, childEnv({ LOG_LEVEL: 'error' }))
 
   t.test('a malformed header line: 400 BAD_REQUEST', async t => {
     checkProblem(t, await exchange(port, 'GET /pub/x HTTP/1.1\r\nHost: g\r\nthis is not a header\r\n\r\n'), 400, 'BAD_REQUEST')

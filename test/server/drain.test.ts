@@ -5,11 +5,9 @@
 import t from 'tap'
 import { Agent, request, type IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
-import { join } from 'node:path'
 import { upstream } from '../helpers/upstream.js'
 import { waitFor } from '../helpers/wait.js'
-import { writeConfigFiles } from '../helpers/gateway.js'
-import { buildIfStale, childEnv, freePort, startCli } from '../helpers/cli.js'
+import { buildIfStale, childEnv, startConfiguredCli } from '../helpers/cli.js'
 
 t.before(buildIfStale)
 
@@ -41,9 +39,7 @@ t.test('SIGTERM drains busy keep-alive connections with connection: close and ex
       res.end('{"ok":true}')
     }, 300)
   })
-  const port = await freePort()
-  const dir = writeConfigFiles({
-    'gateway.yaml': `server:
+  const { port, gw } = await startConfiguredCli(t, port => `server:
   host: 127.0.0.1
   port: ${port}
   shutdownTimeout: 8s
@@ -58,10 +54,7 @@ routes:
     path: /slow
     policy: public
     proxy: { service: slow }
-`,
-  })
-  const gw = startCli(t, ['start', '--config', join(dir, 'gateway.yaml')], childEnv({ LOG_LEVEL: 'error' }))
-  await gw.waitForLine(/^portico listening on /)
+`, childEnv({ LOG_LEVEL: 'error' }))
 
   // An idle keep-alive connection: one answered request, then nothing.
   const idle = connect(port, '127.0.0.1')

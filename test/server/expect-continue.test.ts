@@ -4,10 +4,8 @@
 // hides the interim 100).
 import t from 'tap'
 import { connect, type Socket } from 'node:net'
-import { join } from 'node:path'
 import { upstream } from '../helpers/upstream.js'
-import { writeConfigFiles } from '../helpers/gateway.js'
-import { buildIfStale, childEnv, freePort, startCli } from '../helpers/cli.js'
+import { buildIfStale, childEnv, startConfiguredCli } from '../helpers/cli.js'
 import { now, signHs } from '../helpers/jwt.js'
 
 t.before(buildIfStale)
@@ -35,9 +33,7 @@ function rawClient (port: number): { socket: Socket, received: () => string, wai
 
 t.test('100 Continue only after auth and the rate limit', async t => {
   const up = await upstream(t)
-  const port = await freePort()
-  const dir = writeConfigFiles({
-    'gateway.yaml': `server:
+  const { port } = await startConfiguredCli(t, port => `server:
   host: 127.0.0.1
   port: ${port}
 auth:
@@ -59,10 +55,7 @@ routes:
     policy: users
     rateLimit: { max: 1, window: 1m }
     proxy: { service: core }
-`,
-  })
-  const gw = startCli(t, ['start', '--config', join(dir, 'gateway.yaml')], childEnv({ LOG_LEVEL: 'error' }))
-  await gw.waitForLine(/^portico listening on /)
+`, childEnv({ LOG_LEVEL: 'error' }))
   const token = signHs({ sub: 'alice', exp: now() + 600 }, SECRET)
   const head = (path: string, auth: string): string =>
     `POST ${path} HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\nContent-Length: 11\r\nExpect: 100-continue\r\n${auth}\r\n`

@@ -6,10 +6,8 @@ import t from 'tap'
 import { connect } from 'node:net'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
 import { request } from 'undici'
-import { writeConfigFiles } from '../helpers/gateway.js'
-import { buildIfStale, childEnv, freePort, startCli, type Test } from '../helpers/cli.js'
+import { buildIfStale, childEnv, startCli, type Test, startConfiguredCli } from '../helpers/cli.js'
 import { waitFor } from '../helpers/wait.js'
 
 t.before(buildIfStale)
@@ -58,9 +56,7 @@ async function countingUpstream (): Promise<CountingUpstream> {
 }
 
 async function startGateway (t: Test, upstream: string, timeout = '5s', requestTimeout = '30s'): Promise<{ port: number, gw: ReturnType<typeof startCli> }> {
-  const port = await freePort()
-  const dir = writeConfigFiles({
-    'gateway.yaml': `server:
+  const { port, gw } = await startConfiguredCli(t, port => `server:
   host: 127.0.0.1
   port: ${port}
   shutdownTimeout: 5s
@@ -80,10 +76,7 @@ routes:
     method: [GET, POST]
     policy: public
     proxy: { service: core }
-`,
-  })
-  const gw = startCli(t, ['start', '--config', join(dir, 'gateway.yaml')], childEnv({ LOG_LEVEL: 'error' }))
-  await gw.waitForLine(/^portico listening on /)
+`, childEnv({ LOG_LEVEL: 'error' }))
   return { port, gw }
 }
 
