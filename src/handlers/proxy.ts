@@ -3,7 +3,7 @@
 
 import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import type { Readable } from 'node:stream'
-import type { PathFiller } from '../compile/template.js'
+import type { PathFiller } from '../util/template.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { UpstreamResponse } from '../upstream/types.js'
 import type { ProducedResponse } from './produced.js'
