@@ -12,7 +12,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { RedisHealth } from '../redis.js'
 import type { CacheEntry, CacheStore } from './store.js'
-import type { FillContext, ValueFiller } from '../compile/template.js'
+import type { FillContext, ValueFiller } from '../util/template.js'
 import type { WaitTally } from './coalesce.js'
 
 export interface Lookup {

@@ -6,7 +6,7 @@ import type { FastifyBaseLogger, FastifyRequest, RouteHandlerMethod } from 'fast
 import type { GatewayConfig, HttpMethod, RateLimitConfig, RouteCacheConfig, RouteConfig, RouteSchema } from '../config/types.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { CompiledPolicy } from './policy.js'
-import { compilePathTemplate, compileValueTemplate, type ValueFiller } from './template.js'
+import { compilePathTemplate, compileValueTemplate, type ValueFiller } from '../util/template.js'
 import { createBufferedProxy, createProxyCall, createProxyHandler, type ProxyPlan } from '../handlers/proxy.js'
 import { withSuccessHooks, type SuccessHooks } from '../handlers/success-hooks.js'
 import { createCommandHandler } from '../handlers/command.js'

@@ -1,10 +1,9 @@
 // The configuration after validation and normalization: durations and sizes
 // are numbers, defaults are filled in, references are known to resolve.
 
-import type { RouteStageHooks } from '../extensions/stages.js'
+import type { RouteStageHooks } from './route-hooks.js'
 import type { HTTP_METHODS, JWT_ALGORITHMS } from './schema.js'
-import type { BreakerOptions } from '../upstream/breaker.js'
-import type { ActiveHealthOptions, PassiveHealthOptions } from '../upstream/balancer.js'
+import type { ActiveHealthOptions, BreakerOptions, PassiveHealthOptions } from './service-options.js'
 
 export type HttpMethod = typeof HTTP_METHODS[number]
 export type JwtAlgorithm = typeof JWT_ALGORITHMS[number]

@@ -17,7 +17,7 @@ import { createPublicKey } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import addFormats from 'ajv-formats'
-import { parseTemplate, TemplateError } from '../compile/template.js'
+import { parseTemplate, TemplateError } from '../util/template.js'
 
 /** Paths the gateway serves itself; a route may not take them. */
 export const RESERVED_PATHS = ['/healthz', '/readyz']

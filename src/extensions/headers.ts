@@ -4,7 +4,7 @@
 // connection) cannot be touched: such a config is refused at load.
 
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { compileValueTemplate, TemplateError, type ValueFiller } from '../compile/template.js'
+import { compileValueTemplate, TemplateError, type ValueFiller } from '../util/template.js'
 import { fillContext } from '../handlers/fill-context.js'
 import { gatewayOwnedDownstream, gatewayOwnedUpstream, headerSafe } from '../handlers/forward-headers.js'
 import type { FieldPath } from '../config/problems.js'

@@ -5,6 +5,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FieldPath } from '../config/problems.js'
 import { GatewayError, type ErrorCode } from '../errors.js'
+import type { UpstreamHeaders } from '../config/route-hooks.js'
 
 /** What a plugin learns about the route it is compiled for. */
 export interface RouteContext {
@@ -26,8 +27,9 @@ export function refuse (code: ErrorCode, detail: string): GatewayError {
   return new GatewayError(code, detail)
 }
 
-/** Headers as they will be sent upstream (lower-case names). */
-export type UpstreamHeaders = Record<string, string | string[]>
+// Headers as they will be sent upstream (lower-case names); defined with the
+// config types that carry them, re-exported here as part of the plugin API.
+export type { UpstreamHeaders }
 
 /**
  * What a compiled plugin does for one route, at fixed points of the request:

@@ -1,18 +1,11 @@
 // A route's compiled plugins folded into one hook per stage, so the route
 // pays one call per stage it uses and nothing for the stages it does not.
 
-import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, onSendHookHandler } from 'fastify'
-import type { StageHooks, UpstreamHeaders } from './plugin.js'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { StageHooks } from './plugin.js'
+import type { RouteStageHooks } from '../config/route-hooks.js'
 
-export interface RouteStageHooks {
-  /** The plugins behind these hooks, in order (what the admin API shows; their settings may hold secrets). */
-  names: string[]
-  /** A route-level onRequest hook: runs before the route's authentication. */
-  onRequest?: onRequestAsyncHookHandler
-  upstreamRequest?: (request: FastifyRequest, headers: UpstreamHeaders) => void
-  /** A route-level onSend hook. */
-  onSend?: onSendHookHandler
-}
+export type { RouteStageHooks }
 
 export interface NamedHooks { name: string, hooks: StageHooks }
 

@@ -10,7 +10,7 @@
 import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import type { Context } from '@opentelemetry/api'
 import { GatewayError } from '../errors.js'
-import type { FillContext, PathFiller, ValueFiller } from '../compile/template.js'
+import type { FillContext, PathFiller, ValueFiller } from '../util/template.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { UpstreamResponse } from '../upstream/types.js'
 import { Cancellation, type CancelSignal } from '../upstream/cancellation.js'

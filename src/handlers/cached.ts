@@ -10,7 +10,7 @@
 
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import { GatewayError } from '../errors.js'
-import type { ValueFiller } from '../compile/template.js'
+import type { ValueFiller } from '../util/template.js'
 import type { CacheEntry } from '../cache/store.js'
 import { cacheKey, freshnessFor, mayShare, storableHeaders, type KeySpec } from '../cache/keys.js'
 import { Coalescer } from '../cache/coalesce.js'

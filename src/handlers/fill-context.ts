@@ -4,7 +4,7 @@
 // it is cheap enough to build wherever a template is filled.
 
 import type { FastifyRequest } from 'fastify'
-import type { FillContext } from '../compile/template.js'
+import type { FillContext } from '../util/template.js'
 
 export function fillContext (request: FastifyRequest): FillContext {
   return {

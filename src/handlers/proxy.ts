@@ -3,12 +3,12 @@
 
 import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
 import type { Readable } from 'node:stream'
-import type { PathFiller } from '../compile/template.js'
+import type { PathFiller } from '../util/template.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { UpstreamResponse } from '../upstream/types.js'
 import type { ProducedResponse } from './produced.js'
 import { discardBody, readBody } from '../upstream/body.js'
-import type { BodyLimit } from './success-hooks.js'
+import type { BodyLimit, RequestCall } from './request-call.js'
 import { copyResponseHeaders, upstreamRequestHeaders, type ForwardOptions } from './forward-headers.js'
 import { rawBodyOf } from '../compile/body.js'
 import { GatewayError } from '../errors.js'
@@ -28,8 +28,7 @@ export interface ProxyPlan {
   forward: ForwardOptions
 }
 
-/** One upstream call for a client's request (what success hooks wrap, and both proxy handlers call). */
-export type RequestCall = (request: FastifyRequest) => Promise<UpstreamResponse>
+export type { RequestCall }
 
 /** Builds the upstream request from the client's and calls the service. */
 export function createProxyCall (plan: ProxyPlan): RequestCall {

@@ -12,7 +12,7 @@ import type { EventPublisher } from '../events/publisher.js'
 import type { UpstreamResponse } from '../upstream/types.js'
 import { readBody } from '../upstream/body.js'
 import { rawBodyOf } from '../compile/body.js'
-import type { RequestCall } from './proxy.js'
+import type { BodyLimit, RequestCall } from './request-call.js'
 
 export interface PublishPlan {
   stream: string
@@ -30,8 +30,7 @@ export interface SuccessHooks {
   publish?: PublishPlan
 }
 
-/** The service whose answer may become an event body: read whole, but never past its maxResponseSize. */
-export interface BodyLimit { name: string, maxResponseSize: number }
+export type { BodyLimit }
 
 export function withSuccessHooks (call: RequestCall, hooks: SuccessHooks, service: BodyLimit): RequestCall {
   const { invalidate, publish } = hooks

@@ -8,19 +8,11 @@
 import { request } from 'undici'
 import { GatewayError } from '../errors.js'
 import type { UpstreamCall, UpstreamResponse } from './types.js'
+import type { ActiveHealthOptions, PassiveHealthOptions } from '../config/service-options.js'
 
-export interface PassiveHealthOptions {
-  failures: number
-  ejectFor: number
-}
+export type { ActiveHealthOptions, PassiveHealthOptions }
 
 export const DEFAULT_PASSIVE_HEALTH: PassiveHealthOptions = { failures: 3, ejectFor: 10_000 }
-
-export interface ActiveHealthOptions {
-  path: string
-  interval: number
-  timeout: number
-}
 
 export interface BalancedInstance {
   url: string

@@ -7,13 +7,9 @@
 import CircuitBreaker from 'opossum'
 import { GatewayError, stackOff } from '../errors.js'
 import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
+import type { BreakerOptions } from '../config/service-options.js'
 
-export interface BreakerOptions {
-  errorThresholdPercentage: number
-  volumeThreshold: number
-  resetTimeout: number
-  rollingCountTimeout: number
-}
+export type { BreakerOptions }
 
 
 export type BreakerState = 'closed' | 'open' | 'halfOpen'

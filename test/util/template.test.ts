@@ -2,7 +2,7 @@
 // upstream path keeps the shape the template gives it, or the request is
 // refused with 400 BAD_REQUEST.
 import t from 'tap'
-import { compilePathTemplate, parseTemplate, TemplateError, type FillContext } from '../../src/compile/template.js'
+import { compilePathTemplate, parseTemplate, TemplateError, type FillContext } from '../../src/util/template.js'
 import { GatewayError } from '../../src/errors.js'
 
 function ctx (over: Partial<FillContext> = {}): FillContext {
