@@ -3,13 +3,13 @@
 // hooks listed here, in the order of its lifecycle
 // (onRequest → preParsing → body parsing → validation → handler → onSend).
 //
-// Gateway-wide, before any route's own stages (registered in src/app.ts, as
-// app-level hooks they run first):
-//    1. request id               plugins/request-id.ts (onRequest; id chosen by genReqId)
-//    2. framing, request target  plugins/request-framing.ts, plugins/request-target.ts
-//                                (refuse bad Host/version and request-target forms)
-//    3. path normalisation       src/paths/request-target.ts + src/paths/normalise.ts (Fastify rewriteUrl)
+// Gateway-wide, before any route's own stages (registered in src/app.ts; as
+// app-level hooks they run before the route's):
+//    1. request id               plugins/request-id.ts (genReqId picks it; an onRequest hook echoes it)
+//    2. path normalisation       src/paths/request-target.ts + src/paths/normalise.ts (Fastify rewriteUrl)
 //       and match                Fastify's router; no match → 404 in plugins/error-handler.ts
+//    3. framing, request target  plugins/request-framing.ts, plugins/request-target.ts (onRequest:
+//                                a bad Host/version or request-target form is refused)
 //       access log, metrics,     plugins/access-log.ts, plugins/metrics.ts, plugins/tracing.ts
 //       tracing                  (they observe; they refuse nothing)
 //
