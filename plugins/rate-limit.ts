@@ -1,12 +1,15 @@
-// Rate limiting (pipeline step 5) with @fastify/rate-limit: counters in Redis
-// when configured (shared by all instances, local fallback while Redis is
-// down), in memory otherwise. Runs in preParsing, i.e. after authentication
-// (a `user` key needs the identity) and before the body is read.
+// Rate limiting with @fastify/rate-limit: counters in Redis when configured
+// (shared by all instances, local fallback while Redis is down), in memory
+// otherwise. The plugin is registered for its store and its `rateLimit`
+// decorator only (no route gets a hook from it); rateLimitStage builds each
+// route's hook, which src/gateway/pipeline.ts places in preParsing, i.e.
+// after authentication (a `user` key needs the identity) and before the body
+// is read.
 
 import { createHash } from 'node:crypto'
 import fp from 'fastify-plugin'
-import rateLimit, { type FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
-import type { FastifyRequest } from 'fastify'
+import rateLimit, { type FastifyRateLimitStoreCtor, type RateLimitOptions } from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyRequest, preParsingAsyncHookHandler } from 'fastify'
 import { GatewayError } from '../src/errors.js'
 import type { RedisConnection } from '../src/redis.js'
 import { fallbackStoreClass, localStoreClass } from '../src/rate-limit-store.js'
@@ -33,16 +36,21 @@ export default fp<PorticoRateLimitOptions>(async function rateLimitPlugin (app, 
   }
   await app.register(rateLimit, {
     global: false,
-    hook: 'preParsing',
     enableDraftSpec: true,
     store: store as FastifyRateLimitStoreCtor,
     errorResponseBuilder: (_request, ctx) => new GatewayError('RATE_LIMITED', `rate limit of ${ctx.max} requests exceeded, retry in ${ctx.after}`),
   })
 }, { name: 'portico-rate-limit' })
 
-/** The per-route options @fastify/rate-limit reads from `config.rateLimit`, built once per route. */
-export function routeRateLimit (limit: RateLimitConfig): { max: number, timeWindow: number, keyGenerator: (req: FastifyRequest) => string } {
-  return { max: limit.max, timeWindow: limit.window, keyGenerator: keyGenerator(limit.key) }
+/**
+ * A route's rate-limit hook, built once per route from the registered plugin's
+ * `rateLimit` decorator. `routeId` names the route's counters in the store
+ * (src/rate-limit-store.ts), so every path a route is mounted on shares them.
+ */
+export function rateLimitStage (app: FastifyInstance, routeId: string, limit: RateLimitConfig): preParsingAsyncHookHandler {
+  // The decorator's hook reads only (request, reply): it runs as well in preParsing as in
+  // preHandler, and resolves to undefined, which keeps the payload stream as it is.
+  return app.rateLimit({ max: limit.max, timeWindow: limit.window, keyGenerator: keyGenerator(limit.key), routeId } as RateLimitOptions) as unknown as preParsingAsyncHookHandler
 }
 
 function keyGenerator (key: RateLimitConfig['key']): (req: FastifyRequest) => string {

@@ -1,6 +1,8 @@
-// buildGateway(config): one Fastify instance with the cross-cutting plugins in
-// pipeline order (request id → auth → rate limit → validation → handler, with
-// one error handler), the service clients, and the compiled routes mounted.
+// buildGateway(config): one Fastify instance with the gateway-wide plugins
+// (request id, framing and request-target refusal, access log, metrics,
+// tracing, the error handler, health; plus the rate-limit store), the service
+// clients, and the compiled routes mounted. Registration order is not request
+// order: what a request passes through, in order, is src/gateway/pipeline.ts.
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { GatewayConfig } from './config/types.js'
@@ -21,13 +23,11 @@ import { targetRewriteUrl } from './paths/request-target.js'
 import errorHandler, { sendProblem, toGatewayError } from '../plugins/error-handler.js'
 import { compileRouteValidator } from './compile/validators.js'
 import accessLog from '../plugins/access-log.js'
-import auth from '../plugins/auth.js'
 import rateLimit from '../plugins/rate-limit.js'
 import health from '../plugins/health.js'
 import metricsPlugin from '../plugins/metrics.js'
 import tracingPlugin from '../plugins/tracing.js'
 import requestFraming from '../plugins/request-framing.js'
-import expectContinue from '../plugins/expect-continue.js'
 import { answerClientError, deferContinue, serverOptions } from './http-edge.js'
 import type { GatewayMetrics } from './metrics.js'
 
@@ -116,10 +116,8 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   await app.register(accessLog)
   await app.register(metricsPlugin, { metrics })
   if (tracing !== undefined) await app.register(tracingPlugin, { tracing })
-  await app.register(auth)
+  // Only the rate-limit store and decorator: each route's hook is placed by its pipeline.
   await app.register(rateLimit, { ...(redis !== undefined ? { redis } : {}), keyPrefix: config.redis.keyPrefix })
-  // After auth and the rate limit: its 100 Continue goes out only to requests that passed them.
-  await app.register(expectContinue)
   await app.register(health, {
     routes: plans.length,
     dependencies: () => ({ redis: redis?.state() ?? 'not configured', cache: cache.store.kind, events: sink?.kind ?? 'not configured' }),

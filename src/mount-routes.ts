@@ -8,12 +8,15 @@
 // upstream that reads `/admin/` as `/admin` would serve it as the protected
 // route): `X/*` also serves `X`, and `X` also serves `X/`, each with the same
 // plan, unless the config declares that path itself.
+//
+// What each route does to a request, and in which order, is its pipeline
+// (src/gateway/pipeline.ts), built once per route and mounted on each of its paths.
 
-import type { FastifyInstance, RouteOptions } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import FindMyWay from 'find-my-way'
 import { jsonKeepingRaw, streamingBodyParser } from './compile/body.js'
 import type { RoutePlan } from './compile/route-plan.js'
-import { routeRateLimit } from '../plugins/rate-limit.js'
+import { pipelineRoute, routePipeline, type RoutePipeline } from './gateway/pipeline.js'
 
 export interface MountOptions {
   plans: RoutePlan[]
@@ -25,10 +28,13 @@ export interface MountOptions {
 
 export async function mountRoutes (app: FastifyInstance, opts: MountOptions): Promise<void> {
   const mounts = routeMounts(opts.plans, opts.caseSensitive ?? true)
+  const pipelines = new Map<RoutePlan, RoutePipeline>()
+  for (const plan of opts.plans) pipelines.set(plan, routePipeline(app, plan))
+  const route = (m: Mount): ReturnType<typeof pipelineRoute> => pipelineRoute(pipelines.get(m.plan)!, m.url, m.methods)
   await app.register(async function streamedBodies (scope) {
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', streamingBodyParser(opts.bodyLimit))
-    for (const m of mounts) if (m.plan.body === 'stream') scope.route(routeOptions(m.plan, m.url, m.methods))
+    for (const m of mounts) if (m.plan.body === 'stream') scope.route(route(m))
   })
   await app.register(async function validatedBodies (scope) {
     const parse = scope.getDefaultJsonParser('error', 'error')
@@ -36,7 +42,7 @@ export async function mountRoutes (app: FastifyInstance, opts: MountOptions): Pr
     const json = jsonKeepingRaw(parse)
     scope.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: opts.bodyLimit }, json)
     scope.addContentTypeParser(/^application\/[a-z0-9.+-]+\+json$/, { parseAs: 'buffer', bodyLimit: opts.bodyLimit }, json)
-    for (const m of mounts) if (m.plan.body === 'json') scope.route(routeOptions(m.plan, m.url, m.methods))
+    for (const m of mounts) if (m.plan.body === 'json') scope.route(route(m))
   })
 }
 
@@ -79,21 +85,4 @@ function variantPath (path: string): string | undefined {
   if (path.endsWith('/*')) return path.length > 2 ? path.slice(0, -2) : undefined
   if (path.endsWith('/') || path.endsWith('*')) return undefined
   return path + '/'
-}
-
-function routeOptions (plan: RoutePlan, url: string, methods: RoutePlan['methods']): RouteOptions {
-  return {
-    method: methods,
-    url,
-    config: {
-      routeId: plan.id,
-      policy: plan.policy,
-      ...(plan.rateLimit !== undefined ? { rateLimit: routeRateLimit(plan.rateLimit) } : {}),
-    },
-    ...(plan.schema !== undefined ? { schema: plan.schema } : {}),
-    // Route-level onRequest hooks run before the authentication hook plugins/auth appends.
-    ...(plan.plugins?.onRequest !== undefined ? { onRequest: [plan.plugins.onRequest] } : {}),
-    ...(plan.plugins?.onSend !== undefined ? { onSend: [plan.plugins.onSend] } : {}),
-    handler: plan.handler,
-  }
 }

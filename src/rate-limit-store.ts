@@ -20,6 +20,8 @@ interface Store {
 interface RouteStoreOptions {
   continueExceeding?: boolean
   exponentialBackoff?: boolean
+  /** Set by plugins/rate-limit.ts rateLimitStage. */
+  routeId?: string
   routeInfo: { method: string | string[], url: string, config?: { routeId?: string } }
 }
 
@@ -76,7 +78,7 @@ export function fallbackStoreClass (redis: RedisConnection, prefix: string): { S
 }
 
 function routeIdOf (routeOptions: RouteStoreOptions): string {
-  return routeOptions.routeInfo.config?.routeId ?? `${String(routeOptions.routeInfo.method)}${routeOptions.routeInfo.url}`
+  return routeOptions.routeId ?? routeOptions.routeInfo.config?.routeId ?? `${String(routeOptions.routeInfo.method)}${routeOptions.routeInfo.url}`
 }
 
 /**
