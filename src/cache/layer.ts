@@ -23,10 +23,16 @@ export interface Lookup {
 
 export class CacheLayer {
   private failing = false
-  /** When each tag was last purged by this instance (bounded; for reads racing a write). */
+  /**
+   * Purges counted in order: a read notes the count when it starts, and a
+   * purge after that has a higher number. (A clock would not do: a read and
+   * a purge in the same millisecond could not be told apart.)
+   */
+  private purges = 0
+  /** The number of each tag's last purge by this instance (bounded; for reads racing a write). */
   private readonly purgedAt = new Map<string, number>()
-  /** When this instance last purged everything. */
-  private purgedAllAt = -Infinity
+  /** The number of this instance's last purge of everything. */
+  private purgedAllAt = -1
   /** Requests of every cached route waiting on a miss another request is already fetching (an observable, e.g. for tests). */
   readonly coalesced: WaitTally = { waiting: 0 }
 
@@ -87,28 +93,33 @@ export class CacheLayer {
    * operator waits for the count.
    */
   async purge (what: { tags: string[] } | { all: true }): Promise<number> {
-    if ('all' in what) this.purgedAllAt = Date.now()
+    if ('all' in what) this.purgedAllAt = ++this.purges
     else this.markPurged(what.tags)
     if (!this.available()) throw new Error('the cache store (Redis) is down')
     return 'all' in what ? await this.store.purgeAll() : await this.store.purgeTags(what.tags)
   }
 
   private markPurged (tags: string[]): void {
-    const now = Date.now()
+    const n = ++this.purges
     for (const tag of tags) {
       this.purgedAt.delete(tag)
-      this.purgedAt.set(tag, now)
+      this.purgedAt.set(tag, n)
     }
     // Only races with reads in flight matter; old marks can go (oldest first).
     while (this.purgedAt.size > 10_000) this.purgedAt.delete(this.purgedAt.keys().next().value as string)
   }
 
-  /** True when this instance purged any of the tags, or everything, at or after `since` (epoch ms). */
-  purgedSince (tags: string[], since: number): boolean {
-    if (this.purgedAllAt >= since) return true
+  /** A mark for a read starting now, to ask `purgedSince` about when its answer is in. */
+  purgeMark (): number {
+    return this.purges
+  }
+
+  /** True when this instance purged any of the tags, or everything, after `mark` (from `purgeMark`). */
+  purgedSince (tags: string[], mark: number): boolean {
+    if (this.purgedAllAt > mark) return true
     for (const tag of tags) {
       const at = this.purgedAt.get(tag)
-      if (at !== undefined && at >= since) return true
+      if (at !== undefined && at > mark) return true
     }
     return false
   }

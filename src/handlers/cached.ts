@@ -35,12 +35,12 @@ export function createCachedHandler (produce: Producer, plan: CachePlan, layer: 
     let ownCall = false
     const res = await coalescer.run(key, async () => {
       ownCall = true
-      const started = Date.now()
+      const mark = layer.purgeMark()
       const res = await produce(request)
       const tags = fillTags(plan.tags, request)
       // A write that purged these tags while this read was in flight makes
       // its answer outdated: serve it to this client, but do not store it.
-      if (storeIt && res.cacheable && !layer.purgedSince(tags, started)) {
+      if (storeIt && res.cacheable && !layer.purgedSince(tags, mark)) {
         const fresh = freshnessFor(res.status, res.headers, plan.scope, plan.ttl, plan.vary)
         if (fresh > 0) {
           const now = Date.now()
