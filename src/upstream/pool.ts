@@ -136,8 +136,11 @@ class ResponseHandler {
     private readonly resolve: (res: UpstreamResponse) => void,
     private readonly reject: (err: GatewayError) => void,
   ) {
+    // A call that brings its own cancellation (an aggregate part) is bounded
+    // by the caller's one deadline timer; a second timer per part would only
+    // repeat it.
     if (req.signal !== undefined) this.signal = req.signal
-    if (req.timeout > 0) this.timer = setTimeout(timeUp, req.timeout, this)
+    else if (req.timeout > 0) this.timer = setTimeout(timeUp, req.timeout, this)
   }
 
   onConnect (abort: Abort): void {

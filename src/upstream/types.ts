@@ -14,11 +14,15 @@ export interface UpstreamRequest {
   path: string
   headers: Record<string, string | string[]>
   body?: Readable | Buffer | string | null
-  /** Milliseconds until the response headers must have arrived. */
+  /** Milliseconds the call may take (see pool.ts: until the headers, or the last byte of a small answer). */
   timeout: number
   /** Absolute time (ms since epoch) after which no attempt may start (aggregate deadline). */
   deadline?: number
-  /** Aborts the call (an aggregate whose deadline passed): an AbortSignal, or the cheaper Cancellation. */
+  /**
+   * Aborts the call (an aggregate whose deadline passed): an AbortSignal, or
+   * the cheaper Cancellation. A call given one is bounded by it: the pool arms
+   * no timer of its own for `timeout`.
+   */
   signal?: CancelSignal
   /** The request's trace context, when tracing is on: the call gets a child span. */
   trace?: Context
