@@ -11,6 +11,12 @@ const NOT_FORWARDED_UP = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
   'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings', 'expect', 'host',
   'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id',
+  // Other spellings of "where the request came from" that upstream frameworks
+  // believe (Spring and Express read RFC 7239 Forwarded; nginx setups
+  // x-real-ip; Spring rewrites paths from x-forwarded-prefix): the gateway
+  // states that in x-forwarded-* alone, so a client's own copies go.
+  'forwarded', 'x-real-ip', 'x-forwarded-port', 'x-forwarded-prefix', 'x-forwarded-server',
+  'x-original-url', 'x-rewrite-url',
   // Method overrides: an upstream with override middleware would run the method named here
   // (a DELETE) on a route the gateway matched and authorized as the real one (a GET).
   'x-http-method-override', 'x-http-method', 'x-method-override',
@@ -36,7 +42,7 @@ export interface ForwardOptions {
 
 /** Headers the gateway sets or drops itself on the way up: no plugin may change them. */
 export function gatewayOwnedUpstream (name: string): boolean {
-  return name.startsWith('x-auth-') || NOT_FORWARDED_UP.has(name)
+  return name.startsWith('x-auth-') || NOT_FORWARDED_UP.has(name) || name === 'content-length' || name.includes('_')
 }
 
 /** Headers on the way down that frame the response or belong to the connection. */
@@ -61,6 +67,9 @@ export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOp
     if (value === undefined || NOT_FORWARDED_UP.has(name)) continue
     // Identity headers are the gateway's alone; a client must never set them.
     if (name.startsWith('x-auth-')) continue
+    // `x_auth_sub` is `x-auth-sub` to upstreams that map header names to
+    // CGI-style variables (HTTP_X_AUTH_SUB): names with `_` are dropped, as nginx does.
+    if (name.includes('_')) continue
     if (name === 'authorization' && !opts.forwardAuthorization) continue
     if (name === opts.credentialHeader) continue
     if (listed !== undefined && listed.has(name)) continue

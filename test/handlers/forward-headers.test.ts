@@ -110,3 +110,38 @@ t.test('trusted: a longer chain is extended, an empty one is not, and of several
   t.equal(hosts.proxied['x-forwarded-host'], 'api.example.com', 'proxy route: the last x-forwarded-host (the one the trusted proxy added)')
   for (const part of hosts.parts) t.equal(part['x-forwarded-host'], 'api.example.com', 'aggregate part: the same')
 })
+
+t.test('other spellings of forwarding and identity never reach a service: Forwarded, x-real-ip, x-forwarded-prefix, names with "_"', async t => {
+  const seen: IncomingHttpHeaders[] = []
+  const up = await upstream(t, (req, res, body) => { seen.push(req.headers); echo(req, res, body) })
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': JSON.stringify({
+      services: { backend: { urls: [up.url], timeout: '2s' } },
+      policies: { public: { auth: 'none' } },
+      routes: [{ id: 'proxied', method: 'GET', path: '/api/proxied', policy: 'public', proxy: { service: 'backend', path: '/echo' } }],
+    }),
+  })
+  const planted = {
+    forwarded: 'for=10.0.0.1;host=admin.internal;proto=https',
+    'x-real-ip': '10.0.0.1',
+    'x-forwarded-port': '443',
+    'x-forwarded-prefix': '/admin',
+    'x-forwarded-server': 'admin.internal',
+    'x-original-url': '/admin/users',
+    'x-rewrite-url': '/admin/users',
+    // CGI-style servers read these as X-Auth-Sub, X-Forwarded-For, X-HTTP-Method-Override.
+    x_auth_sub: 'admin',
+    x_forwarded_for: '10.0.0.1',
+    x_http_method_override: 'DELETE',
+    'x-kept': 'yes',
+  }
+  const res = await app.inject({ url: '/api/proxied', headers: planted })
+  t.equal(res.statusCode, 200)
+  const got = seen[0] ?? {}
+  for (const name of Object.keys(planted)) {
+    if (name === 'x-kept') continue
+    t.equal(got[name], undefined, `${name} is dropped`)
+  }
+  t.equal(got['x-kept'], 'yes', 'an ordinary header still passes')
+  t.equal(got['x-forwarded-for'], '127.0.0.1', 'the gateway\'s own x-forwarded-for')
+})
