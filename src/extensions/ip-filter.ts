@@ -32,11 +32,13 @@ export const ipFilterPlugin: GatewayPlugin<IpFilterConfig> = {
     return {
       onRequest: function filterClientAddress (request: FastifyRequest) {
         const address = clientAddress(request.ip)
+        // An address that cannot be read (a proxy's `x-forwarded-for` with a
+        // port, or garbage) is refused too: a deny list must not be skipped by
+        // an address it cannot parse.
         const allowed = address !== undefined &&
           !(deny?.check(address.ip, address.family) ?? false) &&
           (allow?.check(address.ip, address.family) ?? true)
-        // An address that cannot be read is refused only where a list says who may come in.
-        if (!allowed && (address !== undefined || allow !== undefined)) {
+        if (!allowed) {
           throw new GatewayError('FORBIDDEN', 'requests from this client address are not allowed on this route')
         }
       },
@@ -72,7 +74,10 @@ function clientAddress (ip: string | undefined): Address | undefined {
   if (ip === undefined || ip === '') return undefined
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)
   if (mapped !== null) return { ip: mapped[1], family: 'ipv4' }
-  const bare = ip.replace(/%.*$/, '') // an IPv6 zone (`fe80::1%eth0`) is not part of the address
+  // An IPv6 zone (`fe80::1%eth0`) is not part of the address; `[v6]` is
+  // unbracketed; a port some proxies append (`10.0.0.5:80`) is dropped.
+  const unbracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(ip)?.[1] ?? /^(\d+\.\d+\.\d+\.\d+):\d+$/.exec(ip)?.[1] ?? ip
+  const bare = unbracketed.replace(/%.*$/, '')
   const version = isIP(bare)
   if (version === 0) return undefined
   return { ip: bare, family: version === 4 ? 'ipv4' : 'ipv6' }

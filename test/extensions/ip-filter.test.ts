@@ -85,7 +85,15 @@ t.test('the client address is what trustProxy believes', async t => {
   const spoof = { url: '/office', remoteAddress: '192.168.1.1', headers: { 'x-forwarded-for': '10.1.2.3' } }
   expectProblem(t, await trusting.inject(spoof), 403, 'FORBIDDEN', 'spoofed chain from an untrusted peer')
   expectProblem(t, await plain.inject(spoof), 403, 'FORBIDDEN', 'spoofed chain, trustProxy off')
-  t.equal(up.hits(), 1)
+  // A proxy that appends a port, or a chain entry that is no address at all,
+  // must not slip past a deny list unparsed.
+  for (const entry of ['203.0.113.5:80', 'garbage']) {
+    const res = await trusting.inject({ url: '/open', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-for': entry } })
+    expectProblem(t, res, 403, 'FORBIDDEN', `forwarded "${entry}"`)
+  }
+  t.equal((await trusting.inject({ url: '/open', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-for': '198.51.100.7:8080' } })).statusCode, 200, 'a port on an address outside the list: let through, read without its port')
+  t.equal((await trusting.inject({ url: '/office', remoteAddress: '127.0.0.1', headers: { 'x-forwarded-for': '[2001:db8::1]:443' } })).statusCode, 200, 'a bracketed IPv6 address with a port is read as the address')
+  t.equal(up.hits(), 3)
 })
 
 t.test('bad ranges are located config errors', async t => {
