@@ -42,7 +42,7 @@ const refusals = {
   pathParameter: new PathRefused('a ";" (path parameter) is not accepted in the path'),
   dotSegment: new PathRefused('a path segment may not be "." or ".."'),
   badEscape: new PathRefused('the path has a malformed percent-encoding'),
-  nul: new PathRefused('an encoded NUL (%00) is not accepted in the path'),
+  nul: new PathRefused('an encoded control character (%00-%1F, %7F) is not accepted in the path'),
   fragment: new PathRefused('a request target may not carry a "#" fragment'),
   notOrigin: new PathRefused('the request target must be a path starting with "/"'),
 }
@@ -72,7 +72,8 @@ export function compilePathNormaliser (rules: PathRules): PathNormaliser {
         if (code < 0) return refusals.badEscape
         run = i + 3
         if (UNRESERVED[code] === 1) path += String.fromCharCode(code)
-        else if (code === 0) return refusals.nul
+        // Control characters: NUL cuts C strings, and tabs or separators are trimmed from segments by some routers (`/admin%09/x`).
+        else if (code < 0x20 || code === 0x7f) return refusals.nul
         else if ((code === 0x2f || code === 0x5c) && !keepEscapedSlashes) return refusals.escapedSlash
         else path += rawPath.slice(i, i + 3)
         i += 2
