@@ -13,8 +13,11 @@ function isHttp10 (req: IncomingMessage): boolean {
   return req.httpVersionMajor === 1 && req.httpVersionMinor === 0
 }
 
+/** Node's own test for a 100-continue expectation (an Expect list may hold other tokens). */
+const EXPECTS_CONTINUE = /(?:^|\W)100-continue(?:$|\W)/i
+
 export const sendContinue: preParsingHookHandler = function sendContinue (request, reply, payload, done) {
   const expect = request.headers.expect
-  if (expect !== undefined && expect.toLowerCase() === '100-continue' && !reply.raw.headersSent && !isHttp10(request.raw)) reply.raw.writeContinue()
+  if (expect !== undefined && EXPECTS_CONTINUE.test(expect) && !reply.raw.headersSent && !isHttp10(request.raw)) reply.raw.writeContinue()
   done(null, payload)
 }

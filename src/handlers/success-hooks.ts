@@ -10,7 +10,7 @@
 import type { FastifyRequest } from 'fastify'
 import type { EventPublisher } from '../events/publisher.js'
 import type { UpstreamResponse } from '../upstream/types.js'
-import { readBody } from '../upstream/body.js'
+import { discardBody, readBody } from '../upstream/body.js'
 import { rawBodyOf } from '../compile/body.js'
 import type { BodyLimit, RequestCall } from './request-call.js'
 
@@ -38,7 +38,10 @@ export function withSuccessHooks (call: RequestCall, hooks: SuccessHooks, servic
   return async function callWithSuccessHooks (request) {
     const res = await call(request)
     if (res.statusCode < 200 || res.statusCode >= 300) return res
-    if (invalidate !== undefined) await invalidate(request)
+    if (invalidate !== undefined) {
+      // A streamed answer waits meanwhile; if the invalidation fails, let its connection go.
+      try { await invalidate(request) } catch (err) { discardBody(res); throw err }
+    }
     if (publish === undefined) return res
     if (publish.from === 'request') {
       publishEvent(publish, request, rawBodyOf(request)?.toString('utf8') ?? 'null')
