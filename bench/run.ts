@@ -103,11 +103,11 @@ async function main (): Promise<void> {
     const gateway = await freePort()
     const dead = await freePort()
     const redis = redisUp ? redisUrl : ''
-    const gatewayProc = await startProcess('gateway', [join(root, 'dist', 'src', 'cli.js'), 'start', '--config', writeBenchConfig(gateway, fast, slow, dead, redis, 1)], { LOG_LEVEL: 'warn' })
+    const gatewayProc = await startProcess('gateway', [join(root, 'dist', 'src', 'main', 'cli.js'), 'start', '--config', writeBenchConfig(gateway, fast, slow, dead, redis, 1)], { LOG_LEVEL: 'warn' })
     children.push(gatewayProc)
     const workers = await freePort()
     if (selected.some(s => s.name === 'workers')) {
-      children.push(await startProcess('workers', [join(root, 'dist', 'src', 'cli.js'), 'start', '--config', writeBenchConfig(workers, fast, slow, dead, redis, 'auto')], { LOG_LEVEL: 'warn' }))
+      children.push(await startProcess('workers', [join(root, 'dist', 'src', 'main', 'cli.js'), 'start', '--config', writeBenchConfig(workers, fast, slow, dead, redis, 'auto')], { LOG_LEVEL: 'warn' }))
     }
     const ports: Ports = { gateway, bare, workers, nginx: nginxPort, slow }
     const pids = { gateway: gatewayProc.pid ?? 0, bare: bareProc.pid ?? 0, nginx: nginxPid }

@@ -4,8 +4,8 @@
 
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { GatewayError, PROBLEM_CONTENT_TYPE, problemBody, type ErrorCode } from '../src/errors.js'
-import { MAX_VALIDATION_ERRORS, boundedField } from '../src/compile/validators.js'
+import { GatewayError, PROBLEM_CONTENT_TYPE, problemBody, type ErrorCode } from '../src/util/errors.js'
+import { MAX_VALIDATION_ERRORS, boundedField } from '../src/pipeline/validation/validators.js'
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',

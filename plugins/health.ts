@@ -3,7 +3,7 @@
 // while the gateway can serve, degraded or not.
 
 import fp from 'fastify-plugin'
-import { sendContinue } from './expect-continue.js'
+import { sendContinue } from '../src/pipeline/expect-continue.js'
 
 export interface HealthOptions {
   routes: number
@@ -12,7 +12,7 @@ export interface HealthOptions {
 }
 
 export default fp<HealthOptions>(async function health (app, opts) {
-  // The server defers Node's automatic 100 (src/http-edge.ts): a probe that expects one gets it here.
+  // The server defers Node's automatic 100 (src/gateway/http-edge.ts): a probe that expects one gets it here.
   app.get('/healthz', { config: { routeId: 'healthz' }, preParsing: [sendContinue] }, async () => ({ status: 'ok' }))
   app.get('/readyz', { config: { routeId: 'readyz' }, preParsing: [sendContinue] }, async () => ({
     status: 'ready',

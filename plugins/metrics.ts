@@ -2,7 +2,7 @@
 // cache results from the x-cache header, and rate-limit refusals.
 
 import fp from 'fastify-plugin'
-import { statusClass, type GatewayMetrics } from '../src/metrics.js'
+import { statusClass, type GatewayMetrics } from '../src/observability/metrics.js'
 
 interface Inc { inc: () => void }
 interface Observe { observe: (v: number) => void }

@@ -5,7 +5,7 @@
 
 import fp from 'fastify-plugin'
 import type { IncomingMessage } from 'node:http'
-import { GatewayError } from '../src/errors.js'
+import { GatewayError } from '../src/util/errors.js'
 
 /** RFC 3986 host (IP-literal, IPv4 or reg-name) and optional port. */
 const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9._~!$&'()*+,;=:-]+\]|(?:[A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2})+)(?::[0-9]{0,5})?$/

@@ -3,7 +3,7 @@
 
 import fp from 'fastify-plugin'
 import type { Context, Span } from '@opentelemetry/api'
-import { endSpan, type Tracing } from '../src/tracing.js'
+import { endSpan, type Tracing } from '../src/observability/tracing.js'
 
 declare module 'fastify' {
   interface FastifyRequest {

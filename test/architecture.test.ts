@@ -35,10 +35,10 @@ t.test('each forbidden import fails the rule that names it', async t => {
   const dir = t.testdir({
     'tsconfig.json': JSON.stringify({ compilerOptions: { module: 'Node16', moduleResolution: 'Node16', strict: true } }),
     src: {
-      'server.ts': ts(''),
-      'errors.ts': ts(''),
+      main: { 'server.ts': ts('') },
       util: {
-        'template.ts': ts("import { here as e } from '../errors.js'\nvoid e"),
+        'errors.ts': ts(''),
+        'template.ts': ts("import { here as e } from './errors.js'\nvoid e"),
         // Imports nothing and nothing imports it: reported, but only as a warning.
         'orphan.ts': ts('')
       },
@@ -47,36 +47,37 @@ t.test('each forbidden import fails the rule that names it', async t => {
         'types.ts': ts("import type { Breaker } from '../upstream/breaker.js'\nexport type B = Breaker"),
         'ok.ts': ts("import { here as t } from '../util/template.js'\nvoid t")
       },
+      redis: { 'connection.ts': ts("import { here as c } from '../cache/layer.js'\nvoid c") },
       upstream: { 'breaker.ts': ts('export interface Breaker { open: boolean }') },
-      cache: { 'layer.ts': ts("import { here as h } from '../handlers/proxy.js'\nvoid h") },
-      handlers: {
-        'proxy.ts': ts("import { here as s } from './success-hooks.js'\nvoid s"),
-        'success-hooks.ts': ts("import { here as p } from './proxy.js'\nvoid p"),
-        'command.ts': ts("import { here as s } from '../server.js'\nvoid s"),
-        'aggregate.ts': ts("import { here as r } from '../compile/route-plan.js'\nvoid r"),
-        'cached.ts': ts("import { here as m } from './missing.js'\nvoid m")
+      cache: { 'layer.ts': ts("import { here as h } from '../targets/proxy.js'\nvoid h") },
+      targets: {
+        'proxy.ts': ts("import { here as s } from './command.js'\nvoid s"),
+        'command.ts': ts("import { here as p } from './proxy.js'\nimport { here as s } from '../main/server.js'\nvoid p\nvoid s"),
+        'aggregate.ts': ts("import { here as r } from '../gateway/route-plan.js'\nvoid r"),
+        'produced.ts': ts("import { here as m } from './missing.js'\nvoid m")
       },
-      compile: { 'route-plan.ts': ts("import { here as a } from '../../plugins/auth.js'\nvoid a") },
-      auth: { 'jwt.ts': ts("import { here as a } from '../../plugins/auth.js'\nvoid a") }
+      gateway: { 'route-plan.ts': ts("import { here as a } from '../../plugins/request-id.js'\nvoid a") },
+      pipeline: { auth: { 'jwt.ts': ts("import { here as a } from '../../../plugins/request-id.js'\nvoid a") } }
     },
-    plugins: { 'auth.ts': ts("import { here as e } from '../src/errors.js'\nvoid e") }
+    plugins: { 'request-id.ts': ts("import { here as e } from '../src/util/errors.js'\nvoid e") }
   })
   const { code, out } = await run(dir, ['src', 'plugins'])
   t.not(code, 0, 'the command fails')
   const violation = (rule: string, from: string, to: string): RegExp =>
     new RegExp(`error ${rule}: ${from.replace(/\./g, '\\.')} → *\\s*${to.replace(/\./g, '\\.')}`)
   t.match(out, violation('config-imports-only-base', 'src/config/types.ts', 'src/upstream/breaker.ts'))
-  t.match(out, violation('stores-not-above-stores', 'src/cache/layer.ts', 'src/handlers/proxy.ts'))
-  t.match(out, /error no-circular: src\/handlers\/(proxy|success-hooks)\.ts/)
-  t.match(out, violation('nothing-imports-entry', 'src/handlers/command.ts', 'src/server.ts'))
-  t.match(out, violation('stages-not-to-gateway-or-entry', 'src/handlers/aggregate.ts', 'src/compile/route-plan.ts'))
-  t.match(out, violation('src-not-to-plugins', 'src/auth/jwt.ts', 'plugins/auth.ts'))
-  t.match(out, violation('not-to-unresolvable', 'src/handlers/cached.ts', './missing.js'))
+  t.match(out, violation('base-imports-only-base', 'src/redis/connection.ts', 'src/cache/layer.ts'))
+  t.match(out, violation('stores-not-above-stores', 'src/cache/layer.ts', 'src/targets/proxy.ts'))
+  t.match(out, /error no-circular: src\/targets\/(proxy|command)\.ts/)
+  t.match(out, violation('nothing-imports-entry', 'src/targets/command.ts', 'src/main/server.ts'))
+  t.match(out, violation('stages-not-to-gateway-or-entry', 'src/targets/aggregate.ts', 'src/gateway/route-plan.ts'))
+  t.match(out, violation('src-not-to-plugins', 'src/pipeline/auth/jwt.ts', 'plugins/request-id.ts'))
+  t.match(out, violation('not-to-unresolvable', 'src/targets/produced.ts', './missing.js'))
   t.match(out, /warn no-orphans: src\/util\/orphan\.ts/)
   // What the layers allow stays allowed: config → util, util → errors,
   // the gateway → plugins, plugins → src.
   t.notMatch(out, /src\/config\/ok\.ts/)
   t.notMatch(out, /src\/util\/template\.ts →/)
-  t.notMatch(out, /src\/compile\/route-plan\.ts → *\s*plugins/)
-  t.notMatch(out, /plugins\/auth\.ts →/)
+  t.notMatch(out, /src\/gateway\/route-plan\.ts → *\s*plugins/)
+  t.notMatch(out, /plugins\/request-id\.ts →/)
 })

@@ -14,7 +14,7 @@
 
 import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
-import type { RedisHealth } from '../redis.js'
+import type { RedisHealth } from '../redis/connection.js'
 
 const CHANNEL = '__redis__:invalidate'
 

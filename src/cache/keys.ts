@@ -14,7 +14,7 @@ export interface KeySpec {
 }
 
 export function cacheKey (request: FastifyRequest, spec: KeySpec): string {
-  // The normalised target (src/paths/normalise.ts): `/a//b` and `/a/b` (and, with
+  // The normalised target (src/pipeline/paths/normalise.ts): `/a//b` and `/a/b` (and, with
   // caseInsensitive, `/A/B`) are one path to the router, so they are one entry here.
   const url = request.url
   const q = url.indexOf('?')

@@ -10,7 +10,7 @@
 // started before a purge does not store its answer from before it.
 
 import type { FastifyBaseLogger } from 'fastify'
-import type { RedisHealth } from '../redis.js'
+import type { RedisHealth } from '../redis/connection.js'
 import type { CacheEntry, CacheStore } from './store.js'
 import type { FillContext, ValueFiller } from '../util/template.js'
 import type { WaitTally } from './coalesce.js'

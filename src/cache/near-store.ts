@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { CacheEntry, CacheStore } from './store.js'
 import type { MemoryCacheStore } from './memory-store.js'
-import type { RedisHealth } from '../redis.js'
+import type { RedisHealth } from '../redis/connection.js'
 import { RedisInvalidations, type InvalidationListener } from './invalidations.js'
 
 export interface NearCacheOptions {

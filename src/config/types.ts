@@ -24,7 +24,7 @@ export interface ServerConfig {
   keepAliveTimeout: number
   /** Worker processes (node:cluster); "auto" is resolved to the CPU count. */
   workers: number
-  /** How request paths are normalised before matching and forwarding (src/paths/normalise.ts). */
+  /** How request paths are normalised before matching and forwarding (src/pipeline/paths/normalise.ts). */
   paths: PathRules
 }
 

@@ -302,7 +302,7 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
 
   const ids = new Map<string, FieldPath>()
   const pathRules = raw.server?.paths as Partial<PathRules> | undefined
-  // Requests are matched on the normalised path (src/paths/normalise.ts): route paths are checked the same way.
+  // Requests are matched on the normalised path (src/pipeline/paths/normalise.ts): route paths are checked the same way.
   const router = FindMyWay({ caseSensitive: pathRules?.caseInsensitive !== true })
   const mergeSlashes = pathRules?.mergeSlashes !== false
   raw.routes.forEach((route, i) => {

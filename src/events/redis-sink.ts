@@ -3,7 +3,7 @@
 // once (the caller answers or logs it), without asking the client.
 
 import type { Cluster, Redis } from 'ioredis'
-import type { RedisHealth } from '../redis.js'
+import type { RedisHealth } from '../redis/connection.js'
 import { eventFields, type EventSink, type GatewayEvent } from './sink.js'
 
 // XADD and the key's confirmation in one script: if Redis fails mid-way the

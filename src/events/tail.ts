@@ -3,7 +3,7 @@
 // real consumer uses XREADGROUP with a consumer group, see the README).
 
 import { Cluster, Redis } from 'ioredis'
-import { parseRedisUrl } from '../redis.js'
+import { parseRedisUrl } from '../redis/connection.js'
 
 /** The URL as it may be printed: a password in it is masked. */
 export function displayRedisUrl (url: string): string {

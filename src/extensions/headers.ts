@@ -5,8 +5,8 @@
 
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { compileValueTemplate, TemplateError, type ValueFiller } from '../util/template.js'
-import { fillContext } from '../handlers/fill-context.js'
-import { gatewayOwnedDownstream, gatewayOwnedUpstream, headerSafe } from '../handlers/forward-headers.js'
+import { fillContext } from '../targets/fill-context.js'
+import { gatewayOwnedDownstream, gatewayOwnedUpstream, headerSafe } from '../targets/forward-headers.js'
 import type { FieldPath } from '../config/problems.js'
 import { PluginConfigError, type GatewayPlugin, type RouteContext, type StageHooks, type UpstreamHeaders } from './plugin.js'
 

@@ -5,7 +5,7 @@
 
 import { BlockList, isIP } from 'node:net'
 import type { FastifyRequest } from 'fastify'
-import { GatewayError } from '../errors.js'
+import { GatewayError } from '../util/errors.js'
 import type { FieldPath } from '../config/problems.js'
 import { PluginConfigError, type GatewayPlugin } from './plugin.js'
 

@@ -4,7 +4,7 @@
 
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FieldPath } from '../config/problems.js'
-import { GatewayError, type ErrorCode } from '../errors.js'
+import { GatewayError, type ErrorCode } from '../util/errors.js'
 import type { UpstreamHeaders } from '../config/route-hooks.js'
 
 /** What a plugin learns about the route it is compiled for. */

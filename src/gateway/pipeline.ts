@@ -1,12 +1,12 @@
-// What happens to a request, in order. Each route plan (src/compile/route-plan.ts)
+// What happens to a request, in order. Each route plan (src/gateway/route-plan.ts)
 // becomes its pipeline once, at config load; per request Fastify only runs the
 // hooks listed here, in the order of its lifecycle
 // (onRequest → preParsing → body parsing → validation → handler → onSend).
 //
-// Gateway-wide, before any route's own stages (registered in src/app.ts; as
+// Gateway-wide, before any route's own stages (registered in src/gateway/app.ts; as
 // app-level hooks they run before the route's):
 //    1. request id               plugins/request-id.ts (genReqId picks it; an onRequest hook echoes it)
-//    2. path normalisation       src/paths/request-target.ts + src/paths/normalise.ts (Fastify rewriteUrl)
+//    2. path normalisation       src/pipeline/paths/request-target.ts + src/pipeline/paths/normalise.ts (Fastify rewriteUrl)
 //       and match                Fastify's router; no match → 404 in plugins/error-handler.ts
 //    3. framing, request target  plugins/request-framing.ts, plugins/request-target.ts (onRequest:
 //                                a bad Host/version or request-target form is refused)
@@ -14,25 +14,25 @@
 //       tracing                  (they observe; they refuse nothing)
 //
 // Per route, built by routePipeline below:
-//    4. pre-auth plugin hooks    src/extensions/stages.ts      onRequest   (e.g. ip-filter → 403)
-//    5. authenticate, authorize  plugins/auth.ts               onRequest   (→ 401 / 403)
-//    6. rate limit               plugins/rate-limit.ts         preParsing  (→ 429; after auth: a `user` key needs the identity)
-//    7. 100-continue             plugins/expect-continue.ts    preParsing  (only once 4–6 passed, before the body is read)
-//    8. body parsing             src/compile/body.ts           (content-type parsers of the route's scope, src/mount-routes.ts)
-//    9. validate                 src/compile/validators.ts     Fastify validation of plan.schema (→ 400)
-//   10. cache                    src/handlers/cached.ts        handler     (HIT answers here)
-//   11. target                   src/handlers/proxy.ts, aggregate.ts, command.ts
-//   12. success hooks            src/handlers/success-hooks.ts (invalidate, publish; after an upstream 2xx)
-//       (10–12 are one handler, composed in src/compile/route-plan.ts)
-//   13. response plugin hooks    src/extensions/stages.ts      onSend      (every answer, errors and HITs too)
-//   14. errors                   plugins/error-handler.ts      (any stage's throw → problem+json)
+//    4. pre-auth plugin hooks    src/extensions/stages.ts              onRequest   (e.g. ip-filter → 403)
+//    5. authenticate, authorize  src/pipeline/auth/stage.ts            onRequest   (→ 401 / 403)
+//    6. rate limit               src/pipeline/rate-limit/stage.ts      preParsing  (→ 429; after auth: a `user` key needs the identity)
+//    7. 100-continue             src/pipeline/expect-continue.ts       preParsing  (only once 4–6 passed, before the body is read)
+//    8. body parsing             src/pipeline/body.ts                  content-type parsers of the route's scope (src/gateway/mount-routes.ts)
+//    9. validate                 src/pipeline/validation/validators.ts Fastify validation of plan.schema (→ 400)
+//   10. cache                    src/pipeline/cache.ts                 handler     (HIT answers here)
+//   11. target                   src/targets/proxy.ts · aggregate.ts · command.ts
+//   12. success hooks            src/pipeline/success-hooks.ts         (invalidate, publish; after an upstream 2xx)
+//       (10–12 are one handler, composed in src/gateway/route-plan.ts)
+//   13. response plugin hooks    src/extensions/stages.ts              onSend      (every answer, errors and HITs too)
+//   14. errors                   plugins/error-handler.ts              (any stage's throw → problem+json)
 
 import type { FastifyInstance, onRequestAsyncHookHandler, onSendHookHandler, preParsingHookHandler, RouteHandlerMethod, RouteOptions } from 'fastify'
-import type { RoutePlan } from '../compile/route-plan.js'
+import type { RoutePlan } from './route-plan.js'
 import type { RouteSchema } from '../config/types.js'
-import { authStage } from '../../plugins/auth.js'
-import { rateLimitStage } from '../../plugins/rate-limit.js'
-import { sendContinue } from '../../plugins/expect-continue.js'
+import { authStage } from '../pipeline/auth/stage.js'
+import { rateLimitStage } from '../pipeline/rate-limit/stage.js'
+import { sendContinue } from '../pipeline/expect-continue.js'
 
 /** A route's stages as Fastify hooks, built once per route and mounted on each of its paths. */
 export interface RoutePipeline {
@@ -44,7 +44,7 @@ export interface RoutePipeline {
   onSend: onSendHookHandler[]
 }
 
-/** `app` must have plugins/rate-limit.ts registered (its store backs stage 6). */
+/** `app` must have the rate-limit store plugin (src/pipeline/rate-limit/stage.ts) registered: it backs stage 6. */
 export function routePipeline (app: FastifyInstance, plan: RoutePlan): RoutePipeline {
   const onRequest: onRequestAsyncHookHandler[] = []
   const preParsing: preParsingHookHandler[] = []

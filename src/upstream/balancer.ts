@@ -6,7 +6,7 @@
 // check probes each instance's health path on an interval.
 
 import { request } from 'undici'
-import { GatewayError } from '../errors.js'
+import { GatewayError } from '../util/errors.js'
 import type { UpstreamCall, UpstreamResponse } from './types.js'
 import type { ActiveHealthOptions, PassiveHealthOptions } from '../config/service-options.js'
 

@@ -1,7 +1,7 @@
 // An upstream answer's body is a Buffer (small, read whole by the pool) or a
 // stream. These two helpers are the only places that care which.
 
-import { GatewayError } from '../errors.js'
+import { GatewayError } from '../util/errors.js'
 import type { UpstreamResponse } from './types.js'
 
 /** Drops a body nobody will read, so the pooled connection is free again. */

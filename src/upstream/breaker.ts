@@ -5,7 +5,7 @@
 // resetTimeout one trial call is let through (half-open).
 
 import CircuitBreaker from 'opossum'
-import { GatewayError, stackOff } from '../errors.js'
+import { GatewayError, stackOff } from '../util/errors.js'
 import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
 import type { BreakerOptions } from '../config/service-options.js'
 

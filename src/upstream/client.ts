@@ -13,9 +13,9 @@ import { createBalancer, type Balancer } from './balancer.js'
 import { createBreaker, type ServiceBreaker } from './breaker.js'
 import { withRetry } from './retry.js'
 import type { UpstreamCall } from './types.js'
-import { GatewayError } from '../errors.js'
-import type { UpstreamOutcome } from '../metrics.js'
-import { endSpan, type Tracing } from '../tracing.js'
+import { GatewayError } from '../util/errors.js'
+import type { UpstreamOutcome } from '../observability/metrics.js'
+import { endSpan, type Tracing } from '../observability/tracing.js'
 
 export interface ServiceClient {
   name: string

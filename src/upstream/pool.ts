@@ -21,9 +21,9 @@
 import { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import { Pool, util } from 'undici'
-import { GatewayError } from '../errors.js'
+import { GatewayError } from '../util/errors.js'
 import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
-import type { CancelSignal } from './cancellation.js'
+import type { CancelSignal } from '../util/cancellation.js'
 
 export interface PoolOptions {
   /** Most connections kept to one instance. */

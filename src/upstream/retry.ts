@@ -4,7 +4,7 @@
 // that means "the request was not handled" (a connection error, 502, 503),
 // with jittered exponential backoff, and never past the call's deadline.
 
-import { GatewayError } from '../errors.js'
+import { GatewayError } from '../util/errors.js'
 import type { UpstreamCall, UpstreamRequest } from './types.js'
 import { discardBody } from './body.js'
 

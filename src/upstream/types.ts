@@ -6,7 +6,7 @@
 import type { Readable } from 'node:stream'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Context } from '@opentelemetry/api'
-import type { CancelSignal } from './cancellation.js'
+import type { CancelSignal } from '../util/cancellation.js'
 
 export interface UpstreamRequest {
   method: string

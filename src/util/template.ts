@@ -3,7 +3,7 @@
 // filled in. Path templates percent-encode every value so a client-supplied
 // value can never change the shape of the upstream path.
 
-import { GatewayError } from '../errors.js'
+import { GatewayError } from './errors.js'
 
 export const TEMPLATE_SOURCES = ['params', 'query', 'headers', 'auth'] as const
 export type TemplateSource = typeof TEMPLATE_SOURCES[number]

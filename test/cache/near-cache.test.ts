@@ -19,7 +19,7 @@ import { Redis } from 'ioredis'
 import { buildFromFiles } from '../helpers/gateway.js'
 import { closedPort, upstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { eventually, keysUnder, PrivateRedis, REDIS_URL, uniquePrefix, withClient } from '../helpers/redis.js'
-import { buildAdminApp } from '../../src/admin.js'
+import { buildAdminApp } from '../../src/admin/admin-app.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
@@ -668,8 +668,8 @@ t.test('near cache: an entry held in memory expires with its ttl: then a MISS (o
 // ---- reload -------------------------------------------------------------------
 
 t.test('a reload that turns cache.near off closes the tracking connections; turning it on again starts them', async t => {
-  const { SharedResources } = await import('../../src/shared-resources.js')
-  const { connectRedis } = await import('../../src/redis.js')
+  const { SharedResources } = await import('../../src/gateway/shared-resources.js')
+  const { connectRedis } = await import('../../src/redis/connection.js')
   const pino = (await import('pino')).default
   const log = pino({ level: 'silent' })
   const name = `near-reload-${process.pid}-${Date.now()}`

@@ -14,7 +14,7 @@ import { closedPort, upstream, type UpstreamHandler } from '../helpers/upstream.
 import { PrivateRedis, REDIS_URL, eventually, uniquePrefix } from '../helpers/redis.js'
 import { EVENT_FIELDS, ISO_TIME, JWT_AUTH_YAML, bearer, readStream, streamLength, uniqueStream } from '../helpers/events.js'
 import { loadConfig } from '../../src/config/validate.js'
-import { buildGateway } from '../../src/app.js'
+import { buildGateway } from '../../src/gateway/app.js'
 
 /**
  * The upstream's answer: status from `x-want-status` (default 201), a JSON

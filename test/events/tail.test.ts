@@ -18,7 +18,7 @@ import { uniqueStream } from '../helpers/events.js'
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-const CLI = join(ROOT, 'dist/src/cli.js')
+const CLI = join(ROOT, 'dist/src/main/cli.js')
 
 t.before(() => {
   // `npm test` builds first (pretest); running this file alone may not have.

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { buildFromFiles } from '../helpers/gateway.js'
 import { startUpstream } from '../helpers/upstream.js'
-import { buildAdminApp } from '../../src/admin.js'
+import { buildAdminApp } from '../../src/admin/admin-app.js'
 
 const ADMIN_TOKEN = 'admin-token-for-the-extensions-test'
 const PLUGIN_SECRET = 'plugin-secret-that-must-not-leak'

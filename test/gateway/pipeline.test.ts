@@ -12,7 +12,7 @@ import { upstream } from '../helpers/upstream.js'
 import { expectProblem } from '../helpers/auth.js'
 import { now, signHs } from '../helpers/jwt.js'
 import { routePipeline } from '../../src/gateway/pipeline.js'
-import { sendContinue } from '../../plugins/expect-continue.js'
+import { sendContinue } from '../../src/pipeline/expect-continue.js'
 
 const SECRET = 'pipeline-order-test-secret-0123456789'
 

@@ -1,4 +1,4 @@
-// Runs the real CLI (`node dist/src/cli.js`) as a child process for tests
+// Runs the real CLI (`node dist/src/main/cli.js`) as a child process for tests
 // that need the process: ready line, signals, reload, exit codes.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
@@ -10,7 +10,7 @@ import t from 'tap'
 import { writeConfigFiles } from './gateway.js'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-export const CLI = join(ROOT, 'dist', 'src', 'cli.js')
+export const CLI = join(ROOT, 'dist', 'src', 'main', 'cli.js')
 
 // A subtest (the last overload of t.test takes only the callback).
 export type Test = Parameters<Parameters<typeof t.test>[0]>[0]

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { loadGatewayConfig } from '../../src/extensions/load-config.js'
-import { buildGateway } from '../../src/app.js'
+import { buildGateway } from '../../src/gateway/app.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 

@@ -8,7 +8,7 @@ import t from 'tap'
 import { Readable } from 'node:stream'
 import { waitFor } from '../helpers/wait.js'
 import { createBreaker, type BreakerOptions, type BreakerState, type ServiceBreaker } from '../../src/upstream/breaker.js'
-import { GatewayError, type ErrorCode } from '../../src/errors.js'
+import { GatewayError, type ErrorCode } from '../../src/util/errors.js'
 import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from '../../src/upstream/types.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]

@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import diagnostics from 'node:diagnostics_channel'
 import { BUFFER_UP_TO, DEFAULT_POOL_OPTIONS, createInstancePool, type InstancePool, type PoolOptions } from '../../src/upstream/pool.js'
 import { discardBody, readBody } from '../../src/upstream/body.js'
-import { GatewayError } from '../../src/errors.js'
+import { GatewayError } from '../../src/util/errors.js'
 import type { UpstreamRequest } from '../../src/upstream/types.js'
 import { closedPort, startUpstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
 

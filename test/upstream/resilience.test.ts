@@ -9,7 +9,7 @@ import { closedPort, upstream, type UpstreamHandler } from '../helpers/upstream.
 import { waitFor } from '../helpers/wait.js'
 import { expectProblem } from '../helpers/auth.js'
 import { listen, rawRequest } from '../helpers/http.js'
-import { buildAdminApp } from '../../src/admin.js'
+import { buildAdminApp } from '../../src/admin/admin-app.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 

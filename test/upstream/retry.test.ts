@@ -7,7 +7,7 @@ import t from 'tap'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { withRetry } from '../../src/upstream/retry.js'
-import { GatewayError, type ErrorCode } from '../../src/errors.js'
+import { GatewayError, type ErrorCode } from '../../src/util/errors.js'
 import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from '../../src/upstream/types.js'
 
 function response (statusCode: number, text = `answer ${statusCode}`): UpstreamResponse {

@@ -3,7 +3,7 @@
 // refused with 400 BAD_REQUEST.
 import t from 'tap'
 import { compilePathTemplate, parseTemplate, TemplateError, type FillContext } from '../../src/util/template.js'
-import { GatewayError } from '../../src/errors.js'
+import { GatewayError } from '../../src/util/errors.js'
 
 function ctx (over: Partial<FillContext> = {}): FillContext {
   return { params: {}, query: {}, headers: {}, ...over }

@@ -1,0 +1,122 @@
+// The response cache in front of a route's producer (pipeline step 7; it runs
+// in the handler, so only requests that passed auth, authorization and rate
+// limiting ever see a cached answer).
+//
+//   fresh entry            → HIT
+//   stale, within SWR      → STALE, and one background refresh
+//   miss                   → MISS: one upstream call per key (coalesced), stored if cacheable
+//   upstream fails, entry within staleIfError → STALE instead of the error
+//   store unreachable/slow → BYPASS: served from the upstream, never an error
+
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
+import { GatewayError } from '../util/errors.js'
+import type { ValueFiller } from '../util/template.js'
+import type { CacheEntry } from '../cache/store.js'
+import { cacheKey, freshnessFor, mayShare, storableHeaders, type KeySpec } from '../cache/keys.js'
+import { Coalescer } from '../cache/coalesce.js'
+import type { CacheLayer } from '../cache/layer.js'
+import { sendProduced, type ProducedResponse } from '../targets/produced.js'
+import { fillContext } from '../targets/fill-context.js'
+
+export interface CachePlan extends KeySpec {
+  ttl: number
+  staleWhileRevalidate: number
+  staleIfError: number
+  tags: ValueFiller[]
+}
+
+export type Producer = (request: FastifyRequest) => Promise<ProducedResponse>
+
+export function createCachedHandler (produce: Producer, plan: CachePlan, layer: CacheLayer, uncached: RouteHandlerMethod, log: FastifyBaseLogger): RouteHandlerMethod {
+  const coalescer = new Coalescer<ProducedResponse>(layer.coalesced)
+
+  /** Calls the upstream once per key at a time, and stores what may be stored. */
+  async function fetchAndStore (key: string, request: FastifyRequest, storeIt: boolean): Promise<ProducedResponse> {
+    let ownCall = false
+    const res = await coalescer.run(key, async () => {
+      ownCall = true
+      const mark = layer.purgeMark()
+      const res = await produce(request)
+      const tags = fillTags(plan.tags, request)
+      // A write that purged these tags while this read was in flight makes
+      // its answer outdated: serve it to this client, but do not store it.
+      if (storeIt && res.cacheable && !layer.purgedSince(tags, mark)) {
+        const fresh = freshnessFor(res.status, res.headers, plan.scope, plan.ttl, plan.vary)
+        if (fresh > 0) {
+          const now = Date.now()
+          const entry: CacheEntry = {
+            status: res.status,
+            headers: storableHeaders(res.headers),
+            body: res.body,
+            storedAt: now,
+            freshUntil: now + fresh,
+            staleUntil: now + fresh + plan.staleWhileRevalidate,
+            errorUntil: now + fresh + plan.staleIfError,
+            tags,
+          }
+          await layer.set(key, entry)
+        }
+      }
+      return res
+    })
+    // An answer meant for the client that asked (a session cookie, private data) is not
+    // handed to the requests that waited for it: each of those makes its own call.
+    if (!ownCall && !mayShare(res.headers, plan.scope, plan.vary)) return await produce(request)
+    return res
+  }
+
+  return async function cachedHandler (request: FastifyRequest, reply: FastifyReply) {
+    if (request.method !== 'GET') {
+      reply.header('x-cache', 'BYPASS')
+      return await (uncached as (req: FastifyRequest, rep: FastifyReply) => Promise<unknown>)(request, reply)
+    }
+    const key = cacheKey(request, plan)
+    // A fresh entry in the near cache is answered without a single await.
+    const near = layer.peek(key)
+    if (near !== undefined) {
+      const now = Date.now()
+      if (now < near.freshUntil) return sendEntry(reply, near, 'HIT', now)
+    }
+    const lookup = await layer.get(key)
+    const entry = lookup.entry
+    const now = Date.now()
+    if (entry !== undefined && now < entry.freshUntil) return sendEntry(reply, entry, 'HIT', now)
+    if (entry !== undefined && now < entry.staleUntil) {
+      if (!coalescer.has(key)) {
+        fetchAndStore(key, request, true).catch((err: unknown) => {
+          log.warn({ route: plan.routeId, err: (err as Error).message }, 'background cache refresh failed')
+        })
+      }
+      return sendEntry(reply, entry, 'STALE', now)
+    }
+    let res: ProducedResponse
+    try {
+      res = await fetchAndStore(key, request, lookup.ok)
+    } catch (err) {
+      if (entry !== undefined && now < entry.errorUntil && isUpstreamFailure(err)) return sendEntry(reply, entry, 'STALE', now)
+      throw err
+    }
+    if (res.status >= 500 && entry !== undefined && now < entry.errorUntil) return sendEntry(reply, entry, 'STALE', now)
+    reply.header('x-cache', lookup.ok ? 'MISS' : 'BYPASS').header('age', '0')
+    return sendProduced(reply, res)
+  }
+}
+
+function sendEntry (reply: FastifyReply, entry: CacheEntry, state: 'HIT' | 'STALE', now: number): FastifyReply {
+  return reply
+    .code(entry.status)
+    .headers(entry.headers)
+    .header('x-cache', state)
+    .header('age', String(Math.max(0, Math.floor((now - entry.storedAt) / 1000))))
+    .send(entry.body)
+}
+
+function isUpstreamFailure (err: unknown): boolean {
+  return err instanceof GatewayError && (err.code === 'UPSTREAM_ERROR' || err.code === 'UPSTREAM_TIMEOUT' || err.code === 'CIRCUIT_OPEN')
+}
+
+function fillTags (tags: ValueFiller[], request: FastifyRequest): string[] {
+  if (tags.length === 0) return []
+  const ctx = fillContext(request)
+  return tags.map(fill => fill(ctx))
+}
