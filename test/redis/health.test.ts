@@ -13,7 +13,9 @@ import { loadConfig } from '../../src/config/validate.js'
 import { buildGateway } from '../../src/gateway/app.js'
 import { SharedResources } from '../../src/gateway/shared-resources.js'
 import { closedPort, startUpstream } from '../helpers/upstream.js'
-import { eventually, keysUnder, PrivateRedis, withClient } from '../helpers/redis.js'
+import { skipUnlessRedis, eventually, keysUnder, PrivateRedis, withClient } from '../helpers/redis.js'
+
+await skipUnlessRedis(t)
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 
