@@ -357,6 +357,8 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
         at(here('method'), 'a command route takes POST, PUT, PATCH or DELETE only')
       }
       if (route.cache !== undefined) at(here('cache'), 'a command route is not cached')
+      // Accepting a command changes nothing yet; a purge now would let a read cache the old state again.
+      if (route.invalidates !== undefined) at(here('invalidates'), 'a command route only accepts the command: purge when its consumer has applied it (POST /admin/cache/purge)')
     }
     const targets = TARGETS.filter(k => route[k] !== undefined)
     if (targets.length !== 1) {

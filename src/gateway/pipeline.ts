@@ -21,9 +21,10 @@
 //    8. body parsing             src/pipeline/body.ts                  content-type parsers of the route's scope (src/gateway/mount-routes.ts)
 //    9. validate                 src/pipeline/validation/validators.ts Fastify validation of plan.schema (→ 400)
 //   10. cache                    src/pipeline/cache.ts                 handler     (HIT answers here)
-//   11. target                   src/targets/proxy.ts · aggregate.ts · command.ts
-//   12. success hooks            src/pipeline/success-hooks.ts         (invalidate, publish; after an upstream 2xx)
-//       (10–12 are one handler, composed in src/gateway/route-plan.ts)
+//   11. target                   src/targets/proxy.ts · aggregate.ts · command.ts: each a Target (src/targets/target.ts),
+//                                one call that yields the answer as a value; sendAnswer sends it
+//   12. success hooks            src/pipeline/success-hooks.ts         (invalidate, publish; around the target's call, after a 2xx)
+//       (10–12 are one handler, composed in src/gateway/route-plan.ts: cache(successHooks(target)))
 //   13. response plugin hooks    src/extensions/stages.ts              onSend      (every answer, errors and HITs too)
 //   14. errors                   plugins/error-handler.ts              (any stage's throw → problem+json)
 

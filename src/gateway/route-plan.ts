@@ -7,12 +7,13 @@ import type { GatewayConfig, HttpMethod, RateLimitConfig, RouteCacheConfig, Rout
 import type { ServiceClient } from '../upstream/client.js'
 import type { CompiledPolicy } from '../pipeline/auth/policy.js'
 import { compilePathTemplate, compileValueTemplate, type ValueFiller } from '../util/template.js'
-import { createBufferedProxy, createProxyCall, createProxyHandler, type ProxyPlan } from '../targets/proxy.js'
+import { createProxyTarget } from '../targets/proxy.js'
 import { withSuccessHooks, type SuccessHooks } from '../pipeline/success-hooks.js'
-import { createCommandHandler } from '../targets/command.js'
+import { createCommandTarget } from '../targets/command.js'
 import type { EventPublisher } from '../events/publisher.js'
-import { createAggregateHandler, createAggregateProducer } from '../targets/aggregate.js'
-import { createCachedHandler, type Producer } from '../pipeline/cache.js'
+import { createAggregateTarget } from '../targets/aggregate.js'
+import { targetHandler, type Target } from '../targets/target.js'
+import { createCachedHandler } from '../pipeline/cache.js'
 import { fillContext } from '../targets/fill-context.js'
 import type { CacheLayer } from '../cache/layer.js'
 import { proxyTrust, type ForwardOptions } from '../targets/forward-headers.js'
@@ -58,60 +59,11 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     if (c === undefined) throw new Error(`route ${route.id}: unknown service ${service}`) // excluded by validation
     return c
   }
-  let uncached: RouteHandlerMethod
-  let produce: Producer
-  if (route.proxy !== undefined) {
-    const proxyPlan: ProxyPlan = {
-      client: client(route.proxy.service),
-      ...(route.proxy.path !== undefined ? { fillPath: compilePathTemplate(route.proxy.path), templateHasQuery: route.proxy.path.includes('?') } : {}),
-      forward,
-    }
-    const hooks: SuccessHooks = {}
-    if (route.invalidates !== undefined) {
-      const invalidate = ctx.cache.invalidator(route.invalidates.map(compileValueTemplate), route.id)
-      hooks.invalidate = async (request: FastifyRequest) => { await invalidate(fillContext(request)) }
-    }
-    if (route.publish !== undefined) {
-      hooks.publish = { ...route.publish, routeId: route.id, publisher: publisher(ctx, route.id) }
-    }
-    // Both handlers reach the upstream through the one hooked call: a cache MISS, BYPASS or
-    // refresh invalidates and publishes exactly as the uncached path does.
-    const call = withSuccessHooks(createProxyCall(proxyPlan), hooks, proxyPlan.client)
-    uncached = createProxyHandler(call)
-    produce = createBufferedProxy(call, proxyPlan.client)
-  } else if (route.aggregate !== undefined) {
-    const aggregatePlan = {
-      forward,
-      parts: route.aggregate.map(part => ({
-        name: part.name,
-        client: client(part.service),
-        fillPath: compilePathTemplate(part.path),
-        query: Object.entries(part.query).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
-        headers: Object.entries(part.headers).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
-        timeout: part.timeout,
-        optional: part.optional,
-        fallbackJson: JSON.stringify(part.fallback ?? null),
-        ...(part.pick !== undefined ? { pick: part.pick } : {}),
-      })),
-    }
-    uncached = createAggregateHandler(aggregatePlan)
-    produce = createAggregateProducer(aggregatePlan)
-  } else if (route.command !== undefined) {
-    uncached = createCommandHandler({
-      routeId: route.id,
-      stream: route.command.stream,
-      type: route.command.type,
-      ...(route.command.statusPath !== undefined ? { statusPath: route.command.statusPath } : {}),
-      idempotencyWindow: ctx.config.events.idempotencyWindow,
-      publisher: publisher(ctx, route.id),
-    })
-    produce = async () => { throw new Error('command routes are not cached') } // excluded by validation
-  } else {
-    throw new Error(`route ${route.id} has no target`) // excluded by validation
-  }
+  // The target, then the stages that wrap any target: success hooks around its call, the cache in front.
+  const target = withSuccessHooks(compileTarget(route, ctx, forward, client), successHooks(route, ctx))
   const handler = route.cache === undefined
-    ? uncached
-    : createCachedHandler(produce, {
+    ? targetHandler(target)
+    : createCachedHandler(target, {
       routeId: route.id,
       scope: route.cache.scope,
       vary: route.cache.vary,
@@ -119,7 +71,7 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
       staleWhileRevalidate: route.cache.staleWhileRevalidate,
       staleIfError: route.cache.staleIfError,
       tags: route.cache.tags.map(compileValueTemplate),
-    }, ctx.cache, uncached, ctx.log)
+    }, ctx.cache, ctx.log)
   return {
     id: route.id,
     // A GET route answers HEAD too, forwarded as HEAD (not as a GET with the body dropped).
@@ -135,6 +87,61 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     ...(route.plugins !== undefined ? { plugins: route.plugins } : {}),
     handler,
   }
+}
+
+/** The route's target, built once: what answers it when no cache does. */
+function compileTarget (route: RouteConfig, ctx: PlanContext, forward: ForwardOptions, client: (service: string) => ServiceClient): Target {
+  if (route.proxy !== undefined) {
+    return createProxyTarget({
+      client: client(route.proxy.service),
+      ...(route.proxy.path !== undefined ? { fillPath: compilePathTemplate(route.proxy.path), templateHasQuery: route.proxy.path.includes('?') } : {}),
+      forward,
+    })
+  }
+  if (route.aggregate !== undefined) {
+    return createAggregateTarget({
+      forward,
+      parts: route.aggregate.map(part => ({
+        name: part.name,
+        client: client(part.service),
+        fillPath: compilePathTemplate(part.path),
+        query: Object.entries(part.query).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
+        headers: Object.entries(part.headers).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
+        timeout: part.timeout,
+        optional: part.optional,
+        fallbackJson: JSON.stringify(part.fallback ?? null),
+        ...(part.pick !== undefined ? { pick: part.pick } : {}),
+      })),
+    })
+  }
+  if (route.command !== undefined) {
+    return createCommandTarget({
+      routeId: route.id,
+      stream: route.command.stream,
+      type: route.command.type,
+      ...(route.command.statusPath !== undefined ? { statusPath: route.command.statusPath } : {}),
+      idempotencyWindow: ctx.config.events.idempotencyWindow,
+      publisher: publisher(ctx, route.id),
+    })
+  }
+  throw new Error(`route ${route.id} has no target`) // excluded by validation
+}
+
+/**
+ * After a target's 2xx: invalidate the route's tags, publish its event. Any
+ * target may carry them; validation keeps them where they mean something
+ * (publish on proxy routes, no invalidation on reads or async commands).
+ */
+function successHooks (route: RouteConfig, ctx: PlanContext): SuccessHooks {
+  const hooks: SuccessHooks = {}
+  if (route.invalidates !== undefined) {
+    const invalidate = ctx.cache.invalidator(route.invalidates.map(compileValueTemplate), route.id)
+    hooks.invalidate = async (request: FastifyRequest) => { await invalidate(fillContext(request)) }
+  }
+  if (route.publish !== undefined) {
+    hooks.publish = { ...route.publish, routeId: route.id, publisher: publisher(ctx, route.id) }
+  }
+  return hooks
 }
 
 function publisher (ctx: PlanContext, routeId: string): EventPublisher {

@@ -126,6 +126,19 @@ ${HEAD}  - id: c
   t.notOk(cached.result)
 })
 
+t.test('a command route invalidates nothing: accepting the command has not changed the data yet', async t => {
+  const r = load(`events: { sink: memory }
+${HEAD}  - id: c
+    method: POST
+    path: /c
+    policy: public
+    invalidates: [reports]
+    command: { stream: s }
+`)
+  t.same(r.lines, [`${r.file}:12: routes[0].invalidates: a command route only accepts the command: purge when its consumer has applied it (POST /admin/cache/purge)`])
+  t.notOk(r.result)
+})
+
 t.test('malformed events and publish/command settings are errors naming the field', async t => {
   const proxy = '    proxy: { service: orders }\n'
   // [top-level lines, route target lines, the one expected problem without FILE]
