@@ -16,7 +16,7 @@ import { writeConfigFiles } from './helpers/gateway.js'
 const ROOT = join(import.meta.dirname, '..')
 
 // The manifests are plain data; `any` keeps the walking short.
-type Doc = any // eslint-disable-line @typescript-eslint/no-explicit-any
+type Doc = any
 
 const text = readFileSync(join(ROOT, 'deploy/kubernetes.yaml'), 'utf8')
 const parsed = parseAllDocuments(text)
