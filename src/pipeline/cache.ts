@@ -15,7 +15,7 @@ import type { CacheEntry } from '../cache/store.js'
 import { cacheKey, freshnessFor, mayShare, storableHeaders, type KeySpec } from '../cache/keys.js'
 import { Coalescer } from '../cache/coalesce.js'
 import type { CacheLayer } from '../cache/layer.js'
-import { bufferAnswer, sendAnswer, type BufferedAnswer, type Target } from '../targets/target.js'
+import { bufferAnswer, callForOne, sendAnswer, type BufferedAnswer, type Target } from '../targets/target.js'
 import { fillContext } from '../targets/fill-context.js'
 
 export interface CachePlan extends KeySpec {
@@ -69,7 +69,7 @@ export function createCachedHandler (target: Target, plan: CachePlan, layer: Cac
   return async function cachedHandler (request: FastifyRequest, reply: FastifyReply) {
     if (request.method !== 'GET') {
       reply.header('x-cache', 'BYPASS')
-      return sendAnswer(request, reply, await call(request))
+      return sendAnswer(request, reply, await callForOne(call, request, reply))
     }
     const key = cacheKey(request, plan)
     // A fresh entry in the near cache is answered without a single await.

@@ -36,6 +36,8 @@ export function withSuccessHooks (target: Target, hooks: SuccessHooks): Target {
   const call = target.call
   return { ...target, call: callWithSuccessHooks }
 
+  // A client that hangs up does not cancel this call: the write may reach
+  // the service anyway, and its outcome must still invalidate and publish.
   async function callWithSuccessHooks (request: FastifyRequest): ReturnType<Target['call']> {
     const res = await call(request)
     if (res.statusCode < 200 || res.statusCode >= 300) return res

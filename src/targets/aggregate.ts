@@ -13,7 +13,7 @@ import { GatewayError } from '../util/errors.js'
 import type { FillContext, PathFiller, ValueFiller } from '../util/template.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { UpstreamResponse } from '../upstream/types.js'
-import { Cancellation, type CancelSignal } from '../util/cancellation.js'
+import { CLIENT_GONE, Cancellation, type CancelSignal } from '../util/cancellation.js'
 import type { AnswerHeaders, BufferedAnswer, Target } from './target.js'
 import { discardBody, readBody } from '../upstream/body.js'
 import { isJsonText } from '../pipeline/validation/json-check.js'
@@ -48,11 +48,11 @@ export function createAggregateTarget (plan: AggregatePlan): Target {
   return { limit: MADE_HERE, cacheable: true, call: aggregateCall(plan) }
 }
 
-function aggregateCall (plan: AggregatePlan): (request: FastifyRequest) => Promise<BufferedAnswer> {
+function aggregateCall (plan: AggregatePlan): (request: FastifyRequest, clientGone?: CancelSignal) => Promise<BufferedAnswer> {
   const { parts, forward } = plan
   const keys = parts.map(p => JSON.stringify(p.name))
 
-  return async function produceAggregate (request) {
+  return async function produceAggregate (request, clientGone) {
     const ctx = fillContext(request)
     const base = partRequestHeaders(request, forward)
     const start = Date.now()
@@ -63,7 +63,17 @@ function aggregateCall (plan: AggregatePlan): (request: FastifyRequest) => Promi
         .then(result => { run.settle(i, result) }, (err: unknown) => { run.settle(i, failed(err)) })
     }
     run.arm(parts, start)
-    return merge(parts, keys, await run.done)
+    // The parts are reads: a client that hangs up cancels them all.
+    if (clientGone === undefined) return merge(parts, keys, await run.done)
+    clientGone.addEventListener('abort', run, { once: true })
+    try {
+      const results = await run.done
+      // Nobody waits for the merge; the parts' failures were the cancellation, not the services.
+      if (clientGone.aborted) throw CLIENT_GONE
+      return merge(parts, keys, results)
+    } finally {
+      clientGone.removeEventListener('abort', run)
+    }
   }
 }
 
@@ -116,6 +126,11 @@ class PartsRun {
       }
     }
     if (this.pending > 0) this.arm(this.parts, this.start)
+  }
+
+  /** The client hung up: cancel every part still running. */
+  handleEvent (): void {
+    this.cancellation.abort(CLIENT_GONE)
   }
 
   private close (): void {

@@ -33,7 +33,7 @@ export function createProxyTarget (plan: ProxyPlan): Target {
   return {
     limit: client,
     cacheable: true,
-    call: async function callUpstream (request) {
+    call: async function callUpstream (request, clientGone) {
       let path = request.url
       if (fillPath !== undefined) {
         const q = path.indexOf('?')
@@ -48,6 +48,7 @@ export function createProxyTarget (plan: ProxyPlan): Target {
         headers: upstreamRequestHeaders(request, forward),
         body: rawBodyOf(request) ?? request.body as Readable | undefined,
         timeout: client.timeout,
+        ...(clientGone !== undefined ? { signal: clientGone } : {}),
         ...(request.traceContext !== undefined ? { trace: request.traceContext } : {}),
       })
     },

@@ -7,6 +7,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Readable } from 'node:stream'
 import { discardBody, readBody } from '../upstream/body.js'
+import { CLIENT_GONE, Cancellation, type CancelSignal } from '../util/cancellation.js'
 import { copyResponseHeaders } from './forward-headers.js'
 
 export type AnswerHeaders = Record<string, string | string[] | undefined>
@@ -30,8 +31,12 @@ export interface BufferedAnswer extends TargetAnswer {
 export interface BodyLimit { name: string, maxResponseSize: number }
 
 export interface Target {
-  /** One call for a client's request. Throws a GatewayError for what becomes a gateway-made error. */
-  call: (request: FastifyRequest) => Promise<TargetAnswer>
+  /**
+   * One call for a client's request. Throws a GatewayError for what becomes a
+   * gateway-made error. `clientGone` fires when the one client waiting for
+   * this answer hangs up (absent when several share it: a cache MISS).
+   */
+  call: (request: FastifyRequest, clientGone?: CancelSignal) => Promise<TargetAnswer>
   /** How much of an answer may be read whole (cache MISS, publishing the answer). */
   limit: BodyLimit
   /** False for targets whose answers are never stored (commands). */
@@ -61,6 +66,25 @@ export async function bufferAnswer (answer: TargetAnswer, limit: BodyLimit): Pro
 export function targetHandler (target: Target): (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
   const call = target.call
   return async function sendTarget (request, reply) {
-    return sendAnswer(request, reply, await call(request))
+    return sendAnswer(request, reply, await callForOne(call, request, reply))
+  }
+}
+
+/**
+ * Calls the target for the one client on `reply`. If that client closes its
+ * connection before the answer's headers, the call is cancelled: the
+ * upstream connection is freed now, not when the service answers or its
+ * timeout passes. (Once the answer streams, closing the reply destroys the
+ * upstream body, which aborts the transfer too.)
+ */
+export async function callForOne (call: Target['call'], request: FastifyRequest, reply: FastifyReply): Promise<TargetAnswer> {
+  const res = reply.raw
+  const gone = new Cancellation()
+  const onClose = (): void => { if (!res.writableFinished) gone.abort(CLIENT_GONE) }
+  res.once('close', onClose)
+  try {
+    return await call(request, gone)
+  } finally {
+    res.removeListener('close', onClose)
   }
 }

@@ -23,7 +23,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { Pool, util } from 'undici'
 import { GatewayError } from '../util/errors.js'
 import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
-import type { CancelSignal } from '../util/cancellation.js'
+import { ClientGone, type CancelSignal } from '../util/cancellation.js'
 
 export interface PoolOptions {
   /** Most connections kept to one instance. */
@@ -86,8 +86,8 @@ export function createInstancePool (service: string, url: string, options: PoolO
 }
 
 /** Maps undici/socket failures to the gateway's codes, keeping the cause for logs only. */
-export function transportError (err: unknown, service: string): GatewayError {
-  if (err instanceof GatewayError) return err
+export function transportError (err: unknown, service: string): GatewayError | ClientGone {
+  if (err instanceof GatewayError || err instanceof ClientGone) return err
   const code = (err as { code?: string }).code ?? ''
   if (TIMEOUT_CODES.has(code)) {
     return new GatewayError('UPSTREAM_TIMEOUT', `service "${service}" did not answer in time`, { cause: err })
@@ -134,13 +134,14 @@ class ResponseHandler {
     private readonly instance: string,
     req: UpstreamRequest,
     private readonly resolve: (res: UpstreamResponse) => void,
-    private readonly reject: (err: GatewayError) => void,
+    private readonly reject: (err: GatewayError | ClientGone) => void,
   ) {
-    // A call that brings its own cancellation (an aggregate part) is bounded
-    // by the caller's one deadline timer; a second timer per part would only
-    // repeat it.
+    // A call with a deadline (an aggregate part) is bounded by its caller's
+    // one deadline timer, which cancels it through the signal; a second timer
+    // per part would only repeat it. A call with a signal alone (a proxied
+    // call whose client may hang up) keeps its own timer.
     if (req.signal !== undefined) this.signal = req.signal
-    else if (req.timeout > 0) this.timer = setTimeout(timeUp, req.timeout, this)
+    if (req.timeout > 0 && (req.deadline === undefined || req.signal === undefined)) this.timer = setTimeout(timeUp, req.timeout, this)
   }
 
   onConnect (abort: Abort): void {
@@ -152,7 +153,7 @@ class ResponseHandler {
     else signal.addEventListener('abort', this, { once: true })
   }
 
-  /** The call's abort signal fired (an aggregate past its deadline). */
+  /** The call's abort signal fired (an aggregate past its deadline, a client gone). */
   handleEvent (): void {
     this.abort?.(this.signal?.reason as Error)
   }
