@@ -385,3 +385,27 @@ routes:
   t.equal((await app.inject({ url: '/plain', headers: { origin: APP } })).headers['access-control-allow-origin'], '*', 'a route without any policy passes its upstream\'s headers')
   t.equal(up.hits(), 1)
 })
+
+t.test('a headers plugin cannot set access-control-* past the policy', async t => {
+  const up = await upstream(t, corsyUpstream)
+  const app = await buildFromFiles(t, {
+    'gateway.yaml': `services:
+  backend: { urls: ["${up.url}"] }
+policies:
+  public: { auth: none }
+cors: { origins: ["${APP}"] }
+routes:
+  - id: items
+    path: /items
+    policy: public
+    plugins:
+      headers: { response: { set: { access-control-allow-origin: "*", access-control-allow-headers: "*", x-kept: "yes" } } }
+    proxy: { service: backend }
+`,
+  })
+  const evil = await app.inject({ url: '/items', headers: { origin: 'https://evil.test' } })
+  t.equal(evil.headers['x-kept'], 'yes', 'the plugin ran')
+  t.same(accessControl(evil), {}, 'its access-control-* headers were removed')
+  const ok = await app.inject({ url: '/items', headers: { origin: APP } })
+  t.same(accessControl(ok), { 'access-control-allow-origin': APP })
+})
