@@ -15,6 +15,7 @@ import { expectProblem } from '../helpers/auth.js'
 import { listen, rawRequest } from '../helpers/http.js'
 import { now, signHs } from '../helpers/jwt.js'
 import { waitFor } from '../helpers/wait.js'
+import { routePipeline } from '../../src/gateway/pipeline.js'
 
 const SECRET = 'cors-test-secret-0123456789abcdefgh'
 const APP = 'https://app.example.com'
@@ -408,4 +409,21 @@ routes:
   t.same(accessControl(evil), {}, 'its access-control-* headers were removed')
   const ok = await app.inject({ url: '/items', headers: { origin: APP } })
   t.same(accessControl(ok), { 'access-control-allow-origin': APP })
+})
+
+t.test('the CORS stage is the last response hook of a route with a policy, and absent from one without', async t => {
+  const { app } = await setup(t)
+  const plan = (id: string) => app.routePlans.find(p => p.id === id)!
+  t.same(routePipeline(app, plan('items')).onSend.map(h => h.name), ['corsHeaders'])
+  t.same(routePipeline(app, plan('private')).onSend.map(h => h.name), ['corsHeaders'], 'cors: false still removes upstream headers')
+  t.equal(plan('items').cors, plan('things').cors, 'the gateway block is compiled once and shared')
+  t.not(plan('partner').cors, plan('items').cors)
+  const bare = await buildFromFiles(t, { 'gateway.yaml': `services:
+  backend: { urls: ["http://127.0.0.1:1"] }
+policies:
+  public: { auth: none }
+routes:
+  - { id: items, path: /items, policy: public, proxy: { service: backend } }
+` })
+  t.same(routePipeline(bare, bare.routePlans[0]!).onSend, [], 'no cors anywhere: no stage')
 })
