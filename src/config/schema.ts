@@ -2,6 +2,8 @@
 // names). `duration` and `size` are custom keywords (see validate.ts) so their
 // errors read like the README rather than like a regular expression.
 
+import { corsSchema, routeCorsSchema } from './cors.js'
+
 const duration = { duration: true }
 const size = { size: true }
 const name = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }
@@ -294,6 +296,7 @@ const route = {
     },
     // Each plugin's own schema checks its entry (src/extensions).
     plugins: { type: 'object' },
+    cors: routeCorsSchema,
     proxy: {
       type: 'object',
       additionalProperties: false,
@@ -323,5 +326,6 @@ export const configSchema = {
     routes: { type: 'array', items: route },
     extensions: { type: 'array', items: { type: 'string', minLength: 1 } },
     plugins: { type: 'object' },
+    cors: corsSchema,
   },
 }

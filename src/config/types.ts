@@ -2,6 +2,7 @@
 // are numbers, defaults are filled in, references are known to resolve.
 
 import type { RouteStageHooks } from './route-hooks.js'
+import type { CorsConfig } from './cors.js'
 import type { HTTP_METHODS, JWT_ALGORITHMS } from './schema.js'
 import type { ActiveHealthOptions, BreakerOptions, PassiveHealthOptions } from './service-options.js'
 
@@ -204,6 +205,8 @@ export interface RouteConfig {
   command?: CommandConfig
   /** The route's plugins (gateway-wide and its own), compiled; absent when it has none. */
   plugins?: RouteStageHooks
+  /** The route's own CORS policy (replacing the gateway's) or false; absent: the gateway's. */
+  cors?: CorsConfig | false
   source: SourceLocation
 }
 
@@ -222,6 +225,8 @@ export interface GatewayConfig {
   policies: Map<string, PolicyConfig>
   services: Map<string, ServiceConfig>
   routes: RouteConfig[]
+  /** Gateway-wide CORS; absent: no CORS headers (src/config/cors.ts). */
+  cors?: CorsConfig
 }
 
 export const DEFAULTS = {

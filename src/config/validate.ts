@@ -18,6 +18,7 @@ import { availableParallelism } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import addFormats from 'ajv-formats'
 import { parseTemplate, TemplateError } from '../util/template.js'
+import { checkCors, normalizeGatewayCors, normalizeRouteCors } from './cors.js'
 
 /** Paths the gateway serves itself; a route may not take them. */
 export const RESERVED_PATHS = ['/healthz', '/readyz']
@@ -59,7 +60,7 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env, 
   if (!schemaOk) add(schemaProblems(validateSchema.errors ?? [], raw, map))
   const publicKeys = new Map<string, string>()
   try {
-    add([...crossCheck(raw as unknown as RawConfig, map), ...checkAuth(raw as unknown as RawConfig, map, main, publicKeys)])
+    add([...crossCheck(raw as unknown as RawConfig, map), ...checkAuth(raw as unknown as RawConfig, map, main, publicKeys), ...checkCors(raw as { cors?: unknown, routes?: unknown }, map)])
     if (extra !== undefined) add(extra(raw, map))
   } catch (err) {
     // Cross-checks assume the schema's shape; with schema errors they may
@@ -679,6 +680,7 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
       ...(r.publish !== undefined ? { publish: { stream: r.publish.stream, type: r.publish.type, from: r.publish.from ?? 'response' } } : {}),
       ...(r.command !== undefined ? { command: { stream: r.command.stream, type: r.command.type ?? r.id, ...(r.command.statusPath !== undefined ? { statusPath: r.command.statusPath } : {}) } } : {}),
       ...(r.proxy !== undefined ? { proxy: { ...r.proxy } } : {}),
+      ...normalizeRouteCors(r as { cors?: unknown }),
       source: { file: loc.file, line: loc.line },
     }
   })
@@ -702,5 +704,5 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
     publishRetries: e.publishRetries ?? DEFAULTS.events.publishRetries,
   }
   const tracing = { otlpUrl: raw.tracing?.otlpUrl ?? '', serviceName: raw.tracing?.serviceName ?? 'portico' }
-  return { file, files, server, admin, redis, cache, events, tracing, auth, policies, services, routes }
+  return { file, files, server, admin, redis, cache, events, tracing, auth, policies, services, routes, ...normalizeGatewayCors(raw as { cors?: unknown }) }
 }

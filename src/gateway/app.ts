@@ -30,6 +30,7 @@ import tracingPlugin from '../../plugins/tracing.js'
 import requestFraming from '../../plugins/request-framing.js'
 import { answerClientError, deferContinue, serverOptions } from './http-edge.js'
 import type { GatewayMetrics } from '../observability/metrics.js'
+import { compileCors } from '../pipeline/cors.js'
 
 export interface BuildOptions {
   /** A pino logger; absent: logging off (tests). */
@@ -122,7 +123,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
     routes: plans.length,
     dependencies: () => ({ redis: redis?.state() ?? 'not configured', cache: cache.store.kind, events: sink?.kind ?? 'not configured' }),
   })
-  await mountRoutes(app, { plans, bodyLimit: server.bodyLimit, caseSensitive: !server.paths.caseInsensitive })
+  await mountRoutes(app, { plans, bodyLimit: server.bodyLimit, caseSensitive: !server.paths.caseInsensitive, ...(config.cors !== undefined ? { cors: compileCors(config.cors) } : {}) })
   return app
 }
 

@@ -18,6 +18,7 @@ import { fillContext } from '../targets/fill-context.js'
 import type { CacheLayer } from '../cache/layer.js'
 import { proxyTrust, type ForwardOptions } from '../targets/forward-headers.js'
 import type { RouteStageHooks } from '../extensions/stages.js'
+import { routeCorsPolicy, type CorsPolicy } from '../pipeline/cors.js'
 
 export interface RoutePlan {
   id: string
@@ -33,6 +34,8 @@ export interface RoutePlan {
   target: string
   /** The route's plugin hooks, mounted as its own onRequest and onSend hooks. */
   plugins?: RouteStageHooks
+  /** The route's CORS (its own, `false`, or the gateway's); absent: none configured. */
+  cors?: CorsPolicy
   handler: RouteHandlerMethod
 }
 
@@ -72,6 +75,7 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
       staleIfError: route.cache.staleIfError,
       tags: route.cache.tags.map(compileValueTemplate),
     }, ctx.cache, ctx.log)
+  const cors = routeCorsPolicy(route, ctx.config.cors)
   return {
     id: route.id,
     // A GET route answers HEAD too, forwarded as HEAD (not as a GET with the body dropped).
@@ -85,6 +89,7 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     body: route.schema?.body !== undefined || route.command !== undefined || route.publish?.from === 'request' ? 'json' : 'stream',
     target: describeTarget(route),
     ...(route.plugins !== undefined ? { plugins: route.plugins } : {}),
+    ...(cors !== undefined ? { cors } : {}),
     handler,
   }
 }
