@@ -68,7 +68,7 @@ export function compileCors (config: CorsConfig): CorsPolicy {
   const policy: CorsPolicy = {
     off: false,
     anyOrigin,
-    allowedOrigin: anyOrigin ? origin => (typeof origin === 'string' ? '*' : undefined) : originMatcher(exact, suffixes),
+    allowedOrigin: anyOrigin ? anyOneOrigin : originMatcher(exact, suffixes),
     credentials: config.credentials,
     ...(config.headers.length > 0 ? { allowHeaders: config.headers.join(', ') } : {}),
     ...(config.exposeHeaders.length > 0 ? { exposeHeaders: config.exposeHeaders.join(', ') } : {}),
@@ -76,6 +76,16 @@ export function compileCors (config: CorsConfig): CorsPolicy {
   }
   compiled.set(config, policy)
   return policy
+}
+
+/**
+ * `"*"`: any one origin, answered by name (with `vary: origin`, as for a
+ * list), so every answer says which origin may read it. Two Origin headers
+ * (joined "a, b") or an oversized one still get nothing.
+ */
+function anyOneOrigin (header: string | string[] | undefined): string | undefined {
+  if (typeof header !== 'string' || header.length === 0 || header.length > MAX_ORIGIN_LENGTH || header.includes(',')) return undefined
+  return header.toLowerCase()
 }
 
 function originMatcher (exact: Set<string>, suffixes: Array<{ scheme: string, suffix: string }>): CorsPolicy['allowedOrigin'] {
@@ -128,10 +138,10 @@ function removeOtherCors (reply: FastifyReply): void {
 function applyResponseHeaders (request: FastifyRequest, reply: FastifyReply, policy: CorsPolicy): void {
   removeOtherCors(reply)
   if (policy.off) return
-  // Every answer depends on Origin (a shared cache must not hand one origin's answer, or a
-  // no-Origin answer, to another), except under `*`, which is the same for all.
-  if (!policy.anyOrigin) addVary(reply, 'origin')
-  const allowed = policy.anyOrigin ? '*' : policy.allowedOrigin(request.headers.origin)
+  // Every answer depends on Origin: a shared cache must not hand one origin's answer, or a
+  // no-Origin answer, to another.
+  addVary(reply, 'origin')
+  const allowed = policy.allowedOrigin(request.headers.origin)
   if (allowed === undefined) return
   reply.header('access-control-allow-origin', allowed)
   if (policy.credentials) reply.header('access-control-allow-credentials', 'true')
