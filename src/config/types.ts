@@ -2,6 +2,7 @@
 // are numbers, defaults are filled in, references are known to resolve.
 
 import type { RouteStageHooks } from './route-hooks.js'
+import type { CompressionConfig } from './compression.js'
 import type { HTTP_METHODS, JWT_ALGORITHMS } from './schema.js'
 import type { ActiveHealthOptions, BreakerOptions, PassiveHealthOptions } from './service-options.js'
 
@@ -26,6 +27,8 @@ export interface ServerConfig {
   workers: number
   /** How request paths are normalised before matching and forwarding (src/pipeline/paths/normalise.ts). */
   paths: PathRules
+  /** Response compression (src/config/compression.ts); absent: off. */
+  compression?: CompressionConfig
 }
 
 export interface PathRules {

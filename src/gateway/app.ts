@@ -30,6 +30,7 @@ import tracingPlugin from '../../plugins/tracing.js'
 import requestFraming from '../../plugins/request-framing.js'
 import { answerClientError, deferContinue, serverOptions } from './http-edge.js'
 import type { GatewayMetrics } from '../observability/metrics.js'
+import { compileCompression } from '../pipeline/compression.js'
 
 export interface BuildOptions {
   /** A pino logger; absent: logging off (tests). */
@@ -107,6 +108,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   app.decorate('cacheLayer', cache)
   app.decorate('events', events)
   app.decorate('metrics', metrics)
+  app.decorate('compression', server.compression !== undefined ? compileCompression(server.compression) : undefined)
 
   await app.register(requestId)
   await app.register(errorHandler)

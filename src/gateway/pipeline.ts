@@ -25,6 +25,7 @@
 //   12. success hooks            src/pipeline/success-hooks.ts         (invalidate, publish; after an upstream 2xx)
 //       (10–12 are one handler, composed in src/gateway/route-plan.ts)
 //   13. response plugin hooks    src/extensions/stages.ts              onSend      (every answer, errors and HITs too)
+//       compression              src/pipeline/compression.ts           onSend      (last: encodes what would be sent)
 //   14. errors                   plugins/error-handler.ts              (any stage's throw → problem+json)
 
 import type { FastifyInstance, onRequestAsyncHookHandler, onSendHookHandler, preParsingHookHandler, RouteHandlerMethod, RouteOptions } from 'fastify'
@@ -63,6 +64,7 @@ export function routePipeline (app: FastifyInstance, plan: RoutePlan): RoutePipe
   // 10–12. cache → target → success hooks: plan.handler.
   // 13. response plugin hooks.
   if (plan.plugins?.onSend !== undefined) onSend.push(plan.plugins.onSend)
+  if (app.compression !== undefined) onSend.push(app.compression.onSend)
 
   return {
     routeId: plan.id,
