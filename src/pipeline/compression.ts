@@ -63,15 +63,15 @@ export function reusableBody (body: Buffer): void {
 
 type Variants = Partial<Record<CompressionEncoding, Promise<Buffer>>>
 
-/** zlib emits output in chunks of this size; 64 KiB writes fewer, larger chunks to the socket than zlib's 16 KiB. */
-const CHUNK = 64 * 1024
 const MEDIA_TYPES_REMEMBERED = 1000
 
 export function compileCompression (config: CompressionConfig): Compression {
   const negotiate = compileNegotiator(config.encodings)
   const compressible = compileMediaTypes(config.types)
   const threshold = config.threshold
-  const gzipOptions: ZlibOptions = { level: config.level.gzip, chunkSize: CHUNK }
+  // zlib's own 16 KiB output chunks: measured faster end to end than 64 KiB ones
+  // (output reaches the socket while the rest is still being compressed).
+  const gzipOptions: ZlibOptions = { level: config.level.gzip }
   const brotliParams = { [constants.BROTLI_PARAM_QUALITY]: config.level.br, [constants.BROTLI_PARAM_MODE]: constants.BROTLI_MODE_TEXT }
   const stats: CompressionStats = { buffers: 0, streams: 0, reused: 0 }
   const variants = new WeakMap<Buffer, Variants>()
@@ -82,7 +82,7 @@ export function compileCompression (config: CompressionConfig): Compression {
       const done = (err: Error | null, out: Buffer): void => { if (err !== null) reject(err); else resolve(out) }
       if (encoding === 'gzip') gzip(body, gzipOptions, done)
       else {
-        const options: BrotliOptions = { chunkSize: CHUNK, params: { ...brotliParams, [constants.BROTLI_PARAM_SIZE_HINT]: body.length } }
+        const options: BrotliOptions = { params: { ...brotliParams, [constants.BROTLI_PARAM_SIZE_HINT]: body.length } }
         brotliCompress(body, options, done)
       }
     })
@@ -102,7 +102,7 @@ export function compileCompression (config: CompressionConfig): Compression {
 
   function compressStream (body: Readable, encoding: CompressionEncoding): Transform {
     stats.streams++
-    const z = encoding === 'gzip' ? createGzip(gzipOptions) : createBrotliCompress({ chunkSize: CHUNK, params: brotliParams })
+    const z = encoding === 'gzip' ? createGzip(gzipOptions) : createBrotliCompress({ params: brotliParams })
     // A failure on either side destroys both: Fastify sees the zlib stream end
     // in error and drops the response; a client gone destroys the zlib stream,
     // and with it the upstream body (which aborts the upstream call).
