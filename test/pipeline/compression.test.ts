@@ -480,6 +480,22 @@ for (const store of ['memory', 'redis'] as const) {
   })
 }
 
+t.test('cache HITs from Redis without the near cache: each HIT is a fresh copy, compressed again, still exact', async t => {
+  const up = await tableUpstream(t, { '/big': { body: BIG } })
+  const app = await gateway(t, up, ON, `redis: { url: "${REDIS_URL}", keyPrefix: "${uniquePrefix(t, 'compress-far')}" }\ncache: { timeout: 2s, near: false }`)
+  const stats = app.compression?.stats
+  if (stats === undefined) throw new Error('compression is on')
+  t.equal((await get(app, '/cached/big', 'gzip')).headers['x-cache'], 'MISS')
+  const before = stats.buffers
+  for (let i = 0; i < 3; i++) {
+    const hit = await get(app, '/cached/big', 'gzip')
+    t.equal(hit.headers['x-cache'], 'HIT')
+    expectEncoded(t, hit, 'gzip', BIG, `HIT ${i + 1}`)
+  }
+  t.equal(stats.buffers - before, 3, 'one compression per HIT (the documented cost of cache.near: false)')
+  t.equal(up.hits(), 1)
+})
+
 t.test('aggregates are compressed like any answer', async t => {
   const up = await tableUpstream(t, { '/big': { body: BIG } })
   const app = await gateway(t, up)
