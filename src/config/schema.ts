@@ -3,6 +3,7 @@
 // errors read like the README rather than like a regular expression.
 
 import { corsSchema, routeCorsSchema } from './cors.js'
+import { compressionSchema } from './compression.js'
 
 const duration = { duration: true }
 const size = { size: true }
@@ -37,6 +38,7 @@ const server = {
         caseInsensitive: { type: 'boolean' },
       },
     },
+    compression: compressionSchema,
   },
 }
 

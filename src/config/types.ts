@@ -3,6 +3,7 @@
 
 import type { RouteStageHooks } from './route-hooks.js'
 import type { CorsConfig } from './cors.js'
+import type { CompressionConfig } from './compression.js'
 import type { HTTP_METHODS, JWT_ALGORITHMS } from './schema.js'
 import type { ActiveHealthOptions, BreakerOptions, PassiveHealthOptions } from './service-options.js'
 
@@ -27,6 +28,8 @@ export interface ServerConfig {
   workers: number
   /** How request paths are normalised before matching and forwarding (src/pipeline/paths/normalise.ts). */
   paths: PathRules
+  /** Response compression (src/config/compression.ts); absent: off. */
+  compression?: CompressionConfig
 }
 
 export interface PathRules {

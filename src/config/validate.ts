@@ -19,6 +19,7 @@ import { dirname, resolve } from 'node:path'
 import addFormats from 'ajv-formats'
 import { parseTemplate, TemplateError } from '../util/template.js'
 import { checkCors, normalizeGatewayCors, normalizeRouteCors } from './cors.js'
+import { normalizeCompression } from './compression.js'
 
 /** Paths the gateway serves itself; a route may not take them. */
 export const RESERVED_PATHS = ['/healthz', '/readyz']
@@ -643,6 +644,7 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
     keepAliveTimeout: parseDuration(s.keepAliveTimeout) ?? d.keepAliveTimeout,
     workers: s.workers === 'auto' ? availableParallelism() : (s.workers as number | undefined) ?? d.workers,
     paths: { ...d.paths, ...(s.paths as Partial<PathRules> | undefined) },
+    ...normalizeCompression(s.compression),
   }
   const policies = new Map<string, PolicyConfig>()
   for (const [name, p] of Object.entries(raw.policies ?? {})) {

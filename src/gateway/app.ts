@@ -31,6 +31,7 @@ import requestFraming from '../../plugins/request-framing.js'
 import { answerClientError, deferContinue, serverOptions } from './http-edge.js'
 import type { GatewayMetrics } from '../observability/metrics.js'
 import { compileCors } from '../pipeline/cors.js'
+import { compileCompression } from '../pipeline/compression.js'
 
 export interface BuildOptions {
   /** A pino logger; absent: logging off (tests). */
@@ -108,6 +109,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   app.decorate('cacheLayer', cache)
   app.decorate('events', events)
   app.decorate('metrics', metrics)
+  app.decorate('compression', server.compression !== undefined ? compileCompression(server.compression) : undefined)
 
   await app.register(requestId)
   await app.register(errorHandler)

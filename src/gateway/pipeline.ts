@@ -28,7 +28,8 @@
 //   12. success hooks            src/pipeline/success-hooks.ts         (invalidate, publish; around the target's call, after a 2xx)
 //       (10–12 are one handler, composed in src/gateway/route-plan.ts: cache(successHooks(target)))
 //   13. response plugin hooks    src/extensions/stages.ts              onSend      (every answer, errors and HITs too)
-//   13b. CORS headers            src/pipeline/cors.ts                  onSend      (every answer; last, so the policy wins over upstream and plugins)
+//   13b. CORS headers            src/pipeline/cors.ts                  onSend      (every answer; after the plugins, so the policy wins over upstream and plugins)
+//   13c. compression             src/pipeline/compression.ts           onSend      (last: encodes what would be sent)
 //   14. errors                   plugins/error-handler.ts              (any stage's throw → problem+json)
 
 import type { FastifyInstance, onRequestAsyncHookHandler, onSendHookHandler, preParsingHookHandler, RouteHandlerMethod, RouteOptions } from 'fastify'
@@ -70,6 +71,8 @@ export function routePipeline (app: FastifyInstance, plan: RoutePlan): RoutePipe
   if (plan.plugins?.onSend !== undefined) onSend.push(plan.plugins.onSend)
   // 13b. CORS headers, per request (never part of a cache entry).
   if (plan.cors !== undefined) onSend.push(corsResponseStage(plan.cors))
+  // 13c. Compression, last: it encodes exactly what would be sent.
+  if (app.compression !== undefined) onSend.push(app.compression.onSend)
 
   return {
     routeId: plan.id,

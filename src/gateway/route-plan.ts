@@ -55,6 +55,8 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     forwardAuthorization: policy.forwardAuthorization,
     trustProxy: proxyTrust(ctx.config.server.trustProxy),
     ...(policy.credentialHeader !== undefined ? { credentialHeader: policy.credentialHeader } : {}),
+    // The gateway compresses cached answers itself, from one stored identity copy.
+    ...(route.cache !== undefined && ctx.config.server.compression !== undefined && !route.cache.vary.includes('accept-encoding') ? { acceptEncoding: 'identity' } : {}),
     ...(route.plugins?.upstreamRequest !== undefined ? { upstreamRequest: route.plugins.upstreamRequest } : {}),
   }
   const client = (service: string): ServiceClient => {

@@ -17,6 +17,7 @@ import { Coalescer } from '../cache/coalesce.js'
 import type { CacheLayer } from '../cache/layer.js'
 import { bufferAnswer, callForOne, sendAnswer, type BufferedAnswer, type Target } from '../targets/target.js'
 import { fillContext } from '../targets/fill-context.js'
+import { reusableBody } from './compression.js'
 
 export interface CachePlan extends KeySpec {
   ttl: number
@@ -99,11 +100,15 @@ export function createCachedHandler (target: Target, plan: CachePlan, layer: Cac
     }
     if (res.statusCode >= 500 && entry !== undefined && now < entry.errorUntil) return sendEntry(reply, entry, 'STALE', now)
     reply.header('x-cache', lookup.ok ? 'MISS' : 'BYPASS').header('age', '0')
+    // The stored entry holds this very Buffer: its compressed variant is kept for the HITs.
+    reusableBody(res.body)
     return sendAnswer(request, reply, res)
   }
 }
 
 function sendEntry (reply: FastifyReply, entry: CacheEntry, state: 'HIT' | 'STALE', now: number): FastifyReply {
+  // One Buffer for every HIT from memory or the near cache: compressed once per encoding (src/pipeline/compression.ts).
+  reusableBody(entry.body)
   return reply
     .code(entry.status)
     .headers(entry.headers)

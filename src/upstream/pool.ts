@@ -256,12 +256,18 @@ class ResponseHandler {
   }
 }
 
-/** A streamed upstream body: undici pauses while it is full and resumes when read. */
+/**
+ * A streamed upstream body: undici pauses while it is full and resumes when
+ * read. It holds up to 64 KiB, as undici's own body streams and fs streams
+ * do: with Readable's 16 KiB default, a 1 MB answer paused and resumed the
+ * upstream socket four times as often, and took 1.5× a plain Fastify proxy's
+ * time to pass through (1.2× with 64 KiB; bench compress-1mb).
+ */
 class UpstreamBody extends Readable {
   private done = false
 
   constructor (private readonly resumeSource: () => void, private readonly handler: ResponseHandler) {
-    super()
+    super({ highWaterMark: 64 * 1024 })
     // A body nobody reads any more (discarded, or its client gone) may still
     // break off; that must not become an uncaught error. Readers that care
     // (pipe, readBody) add their own listener.
