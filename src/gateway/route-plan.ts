@@ -58,58 +58,8 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     if (c === undefined) throw new Error(`route ${route.id}: unknown service ${service}`) // excluded by validation
     return c
   }
-  let uncached: RouteHandlerMethod
-  let produce: Producer
-  if (route.proxy !== undefined) {
-    const proxyPlan: ProxyPlan = {
-      client: client(route.proxy.service),
-      ...(route.proxy.path !== undefined ? { fillPath: compilePathTemplate(route.proxy.path), templateHasQuery: route.proxy.path.includes('?') } : {}),
-      forward,
-    }
-    const hooks: SuccessHooks = {}
-    if (route.invalidates !== undefined) {
-      const invalidate = ctx.cache.invalidator(route.invalidates.map(compileValueTemplate), route.id)
-      hooks.invalidate = async (request: FastifyRequest) => { await invalidate(fillContext(request)) }
-    }
-    if (route.publish !== undefined) {
-      hooks.publish = { ...route.publish, routeId: route.id, publisher: publisher(ctx, route.id) }
-    }
-    // Both handlers reach the upstream through the one hooked call: a cache MISS, BYPASS or
-    // refresh invalidates and publishes exactly as the uncached path does.
-    const call = withSuccessHooks(createProxyCall(proxyPlan), hooks, proxyPlan.client)
-    uncached = createProxyHandler(call)
-    produce = createBufferedProxy(call, proxyPlan.client)
-  } else if (route.aggregate !== undefined) {
-    const aggregatePlan = {
-      forward,
-      parts: route.aggregate.map(part => ({
-        name: part.name,
-        client: client(part.service),
-        fillPath: compilePathTemplate(part.path),
-        query: Object.entries(part.query).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
-        headers: Object.entries(part.headers).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
-        timeout: part.timeout,
-        optional: part.optional,
-        fallbackJson: JSON.stringify(part.fallback ?? null),
-        ...(part.pick !== undefined ? { pick: part.pick } : {}),
-      })),
-    }
-    uncached = createAggregateHandler(aggregatePlan)
-    produce = createAggregateProducer(aggregatePlan)
-  } else if (route.command !== undefined) {
-    uncached = createCommandHandler({
-      routeId: route.id,
-      stream: route.command.stream,
-      type: route.command.type,
-      ...(route.command.statusPath !== undefined ? { statusPath: route.command.statusPath } : {}),
-      idempotencyWindow: ctx.config.events.idempotencyWindow,
-      publisher: publisher(ctx, route.id),
-    })
-    produce = async () => { throw new Error('command routes are not cached') } // excluded by validation
-  } else {
-    throw new Error(`route ${route.id} has no target`) // excluded by validation
-  }
-  const handler = route.cache === undefined
+  const { uncached, produce } = compileTarget(route, ctx, forward, client)
+  const handler = route.cache === undefined || produce === undefined
     ? uncached
     : createCachedHandler(produce, {
       routeId: route.id,
@@ -130,7 +80,7 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     ...(route.cache !== undefined ? { cache: route.cache } : {}),
     ...(route.schema !== undefined ? { schema: route.schema } : {}),
     // The body is parsed (and its raw bytes kept) when it is validated or becomes an event.
-    body: route.schema?.body !== undefined || route.command !== undefined || route.publish?.from === 'request' ? 'json' : 'stream',
+    body: route.schema?.body !== undefined || route.target.kind === 'command' || route.publish?.from === 'request' ? 'json' : 'stream',
     target: describeTarget(route),
     ...(route.plugins !== undefined ? { plugins: route.plugins } : {}),
     handler,
@@ -142,9 +92,66 @@ function publisher (ctx: PlanContext, routeId: string): EventPublisher {
   return ctx.events
 }
 
+/** The handler for the route's target, and (for a cached route) what produces a storable answer. */
+function compileTarget (route: RouteConfig, ctx: PlanContext, forward: ForwardOptions, client: (service: string) => ServiceClient): { uncached: RouteHandlerMethod, produce?: Producer } {
+  const target = route.target
+  switch (target.kind) {
+    case 'proxy': {
+      const proxyPlan: ProxyPlan = {
+        client: client(target.service),
+        ...(target.path !== undefined ? { fillPath: compilePathTemplate(target.path), templateHasQuery: target.path.includes('?') } : {}),
+        forward,
+      }
+      const hooks: SuccessHooks = {}
+      if (route.invalidates !== undefined) {
+        const invalidate = ctx.cache.invalidator(route.invalidates.map(compileValueTemplate), route.id)
+        hooks.invalidate = async (request: FastifyRequest) => { await invalidate(fillContext(request)) }
+      }
+      if (route.publish !== undefined) {
+        hooks.publish = { ...route.publish, routeId: route.id, publisher: publisher(ctx, route.id) }
+      }
+      // Both handlers reach the upstream through the one hooked call: a cache MISS, BYPASS or
+      // refresh invalidates and publishes exactly as the uncached path does.
+      const call = withSuccessHooks(createProxyCall(proxyPlan), hooks, proxyPlan.client)
+      return { uncached: createProxyHandler(call), produce: createBufferedProxy(call, proxyPlan.client) }
+    }
+    case 'aggregate': {
+      const aggregatePlan = {
+        forward,
+        parts: target.parts.map(part => ({
+          name: part.name,
+          client: client(part.service),
+          fillPath: compilePathTemplate(part.path),
+          query: Object.entries(part.query).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
+          headers: Object.entries(part.headers).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
+          timeout: part.timeout,
+          optional: part.optional,
+          fallbackJson: JSON.stringify(part.fallback ?? null),
+          ...(part.pick !== undefined ? { pick: part.pick } : {}),
+        })),
+      }
+      return { uncached: createAggregateHandler(aggregatePlan), produce: createAggregateProducer(aggregatePlan) }
+    }
+    case 'command': {
+      const uncached = createCommandHandler({
+        routeId: route.id,
+        stream: target.stream,
+        type: target.type,
+        ...(target.statusPath !== undefined ? { statusPath: target.statusPath } : {}),
+        idempotencyWindow: ctx.config.events.idempotencyWindow,
+        publisher: publisher(ctx, route.id),
+      })
+      // No storable answer: validation refuses `cache` on a command route.
+      return { uncached }
+    }
+  }
+}
+
 export function describeTarget (route: RouteConfig): string {
-  if (route.proxy !== undefined) return `proxy ${route.proxy.service} ${route.proxy.path ?? '(same path)'}`
-  if (route.command !== undefined) return `command → stream ${route.command.stream}`
-  if (route.aggregate !== undefined) return `aggregate ${route.aggregate.map(p => `${p.name}=${p.service}${p.optional ? '?' : ''}`).join(' ')}`
-  return '-'
+  const target = route.target
+  switch (target.kind) {
+    case 'proxy': return `proxy ${target.service} ${target.path ?? '(same path)'}`
+    case 'command': return `command → stream ${target.stream}`
+    case 'aggregate': return `aggregate ${target.parts.map(p => `${p.name}=${p.service}${p.optional ? '?' : ''}`).join(' ')}`
+  }
 }
