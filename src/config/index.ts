@@ -44,7 +44,7 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env, 
   const raw = loaded as RawConfig
   const publicKeys = new Map<string, string>()
   try {
-    add(checkConfig(raw, map, main, publicKeys))
+    add(checkConfig(raw, { map, file: main, publicKeys }))
     if (extra !== undefined) add(extra(raw, map))
   } catch (err) {
     // Cross-checks assume the schema's shape; with schema errors they may
@@ -54,7 +54,7 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env, 
   add(checkEnvPort(env, map))
   const all = dedupe(problems)
   if (all.some(p => p.warning !== true)) throw new ConfigError(all)
-  return { config: normalize(raw, map, main, env, publicKeys), warnings: all }
+  return { config: normalize(raw, { map, file: main, env, publicKeys }), warnings: all }
 }
 
 function dedupe (problems: ConfigProblem[]): ConfigProblem[] {

@@ -14,8 +14,23 @@ import { DEFAULTS, defaultCacheScope, eventSinkOf, routeMethods } from './defaul
 import { normalizeTarget } from './targets.js'
 import { parseDuration, parseSize } from './units.js'
 
-export function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.ProcessEnv, publicKeys: Map<string, string>): GatewayConfig {
-  const server = normalizeServer(raw.server ?? {}, env)
+export interface NormalizeContext {
+  map: SourceMap
+  /** The main config file, absolute (files it names are relative to it). */
+  file: string
+  env: NodeJS.ProcessEnv
+  /** PEM text the checks read, by absolute file name. */
+  publicKeys: Map<string, string>
+}
+
+/**
+ * The GatewayConfig. A section in its own module adds one line here (or in
+ * normalizeServer / normalizeRoute for a key of theirs), e.g.
+ * `...(raw.cors !== undefined ? { cors: normalizeCors(raw.cors) } : {}),` in the object returned.
+ */
+export function normalize (raw: RawConfig, ctx: NormalizeContext): GatewayConfig {
+  const { map, file, publicKeys } = ctx
+  const server = normalizeServer(raw.server ?? {}, ctx)
   const auth = normalizeAuth(raw, file, publicKeys)
   const policies = new Map<string, PolicyConfig>()
   for (const [name, p] of Object.entries(raw.policies ?? {})) policies.set(name, normalizePolicy(name, p, auth))
@@ -45,7 +60,7 @@ export function normalize (raw: RawConfig, map: SourceMap, file: string, env: No
   return { file, files, server, admin, redis, cache, events, tracing, auth, policies, services, routes }
 }
 
-function normalizeServer (s: RawServer, env: NodeJS.ProcessEnv): ServerConfig {
+function normalizeServer (s: RawServer, { env }: NormalizeContext): ServerConfig {
   const d = DEFAULTS.server
   return {
     host: s.host ?? d.host,

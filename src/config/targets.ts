@@ -5,9 +5,11 @@
 // methods) are in validate.ts; the handler it compiles to in
 // src/gateway/route-plan.ts.
 //
-// Adding a kind: its schema here and in TARGET_KINDS, a RouteTarget member,
-// a case in normalizeTarget; then its key in the route schema (schema.ts) and
-// a case in route-plan.ts (the compiler's exhaustiveness check finds the rest).
+// Adding a kind (say `websocket`): here, its schema in TARGET_SCHEMAS, a
+// RouteTarget member and a branch in normalizeTarget; its key in the route
+// schema (RouteConfigSchema in schema.ts); its cross-checks in validate.ts
+// (checkRoutes); a case in compileTarget and describeTarget
+// (src/gateway/route-plan.ts), which the compiler asks for.
 
 import { Type, Strict, Dict, Duration, Name, AbsolutePath, type Static } from './schema-kit.js'
 import { parseDuration } from './units.js'
@@ -36,16 +38,13 @@ export const CommandTargetSchema = Strict({
   statusPath: Type.Optional(AbsolutePath()),
 })
 
-/** The route keys that name a target, in the order messages list them ("needs a target: proxy or aggregate or command"). */
-export const TARGET_KINDS = ['proxy', 'aggregate', 'command'] as const
-export type TargetKind = typeof TARGET_KINDS[number]
+/** Each target kind's route key and schema, in the order messages list them ("needs a target: proxy or aggregate or command"). */
+export const TARGET_SCHEMAS = { proxy: ProxyTargetSchema, aggregate: AggregateTargetSchema, command: CommandTargetSchema }
+export type TargetKind = keyof typeof TARGET_SCHEMAS
+export const TARGET_KINDS = Object.keys(TARGET_SCHEMAS) as TargetKind[]
 
 /** A route's target keys as written (a valid route has exactly one). */
-export interface RawTargets {
-  proxy?: Static<typeof ProxyTargetSchema>
-  aggregate?: Static<typeof AggregateTargetSchema>
-  command?: Static<typeof CommandTargetSchema>
-}
+export type RawTargets = { [K in TargetKind]?: Static<typeof TARGET_SCHEMAS[K]> }
 
 // ---- normalised --------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import AjvModule from 'ajv'
 import FindMyWay from 'find-my-way'
 import { HTTP_METHODS, type RawConfig, type RawRouteJsonSchemas } from './schema.js'
 import type { SourceMap } from './load.js'
-import { displayFile, type ConfigProblem, type FieldPath } from './problems.js'
+import { displayFile, type At, type ConfigProblem, type FieldPath } from './problems.js'
 import { DEFAULTS, defaultCacheScope, eventSinkOf, routeMethods } from './defaults.js'
 import { TARGET_KINDS } from './targets.js'
 import { readFileSync } from 'node:fs'
@@ -20,13 +20,40 @@ import { parseTemplate, TemplateError } from '../util/template.js'
 /** Paths the gateway serves itself; a route may not take them. */
 export const RESERVED_PATHS = ['/healthz', '/readyz']
 
+export interface CheckContext {
+  /** Where each field was written (to name another place in a message). */
+  map: SourceMap
+  /** The main config file, absolute (files it names are relative to it). */
+  file: string
+  /** Public keys read for auth.jwt.publicKey, by absolute file name, for normalization to keep. */
+  publicKeys: Map<string, string>
+}
+
+/** One cross-check over the whole config, reporting through `at`. */
+export type ConfigCheck = (raw: RawConfig, at: At, ctx: CheckContext) => void
+
+/**
+ * Every cross-check, in the order their problems are listed. A section in
+ * its own module adds its check here with one line, e.g.
+ * `(raw, at) => checkTls(raw.server?.tls, ['server', 'tls'], at)`.
+ */
+const CHECKS: ConfigCheck[] = [
+  crossCheck,
+  checkAuth,
+]
+
 /**
  * Every cross-check of a config that passed the schema (on one that did not,
- * they may trip over malformed data: the caller decides). Public keys read
- * for auth.jwt.publicKey are left in `publicKeys`, by absolute file name.
+ * they may trip over malformed data: the caller decides).
  */
-export function checkConfig (raw: RawConfig, map: SourceMap, file: string, publicKeys: Map<string, string>): ConfigProblem[] {
-  return [...crossCheck(raw, map), ...checkAuth(raw, map, file, publicKeys)]
+export function checkConfig (raw: RawConfig, ctx: CheckContext): ConfigProblem[] {
+  const { map } = ctx
+  const problems: ConfigProblem[] = []
+  const at: At = (path, message, warning = false) => {
+    problems.push({ ...map.locate(path), message, ...(warning ? { warning } : {}) })
+  }
+  for (const check of CHECKS) check(raw, at, ctx)
+  return problems
 }
 
 /** `PORT` overrides server.port: a value that is not a port is a config error, not a silent 8080. */
@@ -39,11 +66,7 @@ export function checkEnvPort (env: NodeJS.ProcessEnv, map: SourceMap): ConfigPro
 
 // ---- cross-references -------------------------------------------------------------
 
-function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
-  const problems: ConfigProblem[] = []
-  const at = (path: FieldPath, message: string, warning = false): void => {
-    problems.push({ ...map.locate(path), message, ...(warning ? { warning } : {}) })
-  }
+function crossCheck (raw: RawConfig, at: At, { map }: CheckContext): void {
   const policies = raw.policies ?? {}
 
   for (const [name, svc] of Object.entries(raw.services)) {
@@ -153,7 +176,6 @@ function crossCheck (raw: RawConfig, map: SourceMap): ConfigProblem[] {
       }
     }
   })
-  return problems
 }
 
 // Fastify compiles route schemas with ajv too; compiling them here turns a bad
@@ -178,11 +200,7 @@ function isLoopback (host: string): boolean {
 const HS = /^HS/
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
-function checkAuth (raw: RawConfig, map: SourceMap, file: string, publicKeys: Map<string, string>): ConfigProblem[] {
-  const problems: ConfigProblem[] = []
-  const at = (path: FieldPath, message: string, warning = false): void => {
-    problems.push({ ...map.locate(path), message, ...(warning ? { warning } : {}) })
-  }
+function checkAuth (raw: RawConfig, at: At, { file, publicKeys }: CheckContext): void {
   const jwt = raw.auth?.jwt
   const apiKeys = raw.auth?.apiKeys
   const admin = raw.admin
@@ -238,7 +256,6 @@ function checkAuth (raw: RawConfig, map: SourceMap, file: string, publicKeys: Ma
       seen.set(k.key, name)
     }
   }
-  return problems
 }
 
 function checkTemplate (template: string, routePath: string, path: FieldPath, at: (p: FieldPath, m: string) => void, isPath: boolean): void {
