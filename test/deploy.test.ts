@@ -9,7 +9,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseAllDocuments } from 'yaml'
-import { loadConfig } from '../src/config/validate.js'
+import { loadConfig } from '../src/config/index.js'
 import { ConfigError } from '../src/config/problems.js'
 import { writeConfigFiles } from './helpers/gateway.js'
 

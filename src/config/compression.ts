@@ -61,7 +61,7 @@ export const compressionSchema = {
   },
 }
 
-interface RawCompression {
+export interface RawCompression {
   encodings?: CompressionEncoding[]
   threshold?: string | number
   types?: string[]

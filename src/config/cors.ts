@@ -40,7 +40,7 @@ export const corsSchema = { type: 'object', additionalProperties: false, require
  */
 export const routeCorsSchema = { type: ['object', 'boolean'], additionalProperties: false, required: ['origins'], properties: corsProperties }
 
-interface RawCors { origins: string[], headers?: string[], exposeHeaders?: string[], credentials?: boolean, maxAge?: string | number }
+export interface RawCors { origins: string[], headers?: string[], exposeHeaders?: string[], credentials?: boolean, maxAge?: string | number }
 
 /** Chromium caps a preflight's cache at 2 h (Firefox at 24 h): a longer maxAge does nothing there. */
 const BROWSER_MAX_AGE_CAP = 7_200_000

@@ -130,13 +130,24 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
 }
 
 function compilePolicies (config: GatewayConfig): Map<string, CompiledPolicy> {
-  const { jwt, apiKeys } = config.auth
+  const apiKeys = config.auth.apiKeys
   const deps: AuthDeps = {
-    rolesClaim: jwt?.rolesClaim ?? 'roles',
-    ...(jwt !== undefined ? { verifyToken: createTokenVerifier(jwt) } : {}),
-    ...(apiKeys !== undefined ? { apiKeys: { header: apiKeys.header, lookup: createApiKeyLookup(apiKeys.keys) } } : {}),
+    // Every policy of a kind verifies with the gateway's one section for it: one verifier, one lookup.
+    tokenVerifier: builtOnce(createTokenVerifier),
+    apiKeyLookup: builtOnce(keys => createApiKeyLookup(keys.keys)),
+    ...(apiKeys !== undefined ? { credentialHeader: apiKeys.header } : {}),
   }
   const out = new Map<string, CompiledPolicy>()
   for (const policy of config.policies.values()) out.set(policy.name, compilePolicy(policy, deps))
   return out
+}
+
+/** `make`, called at most once per argument. */
+function builtOnce<A extends object, R> (make: (arg: A) => R): (arg: A) => R {
+  const built = new WeakMap<A, R>()
+  return arg => {
+    let r = built.get(arg)
+    if (r === undefined) { r = make(arg); built.set(arg, r) }
+    return r
+  }
 }

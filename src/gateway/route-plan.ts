@@ -66,7 +66,7 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
   }
   // The target, then the stages that wrap any target: success hooks around its call, the cache in front.
   const target = withSuccessHooks(compileTarget(route, ctx, forward, client), successHooks(route, ctx))
-  const handler = route.cache === undefined
+  const handler = route.cache === undefined || !target.cacheable
     ? targetHandler(target)
     : createCachedHandler(target, {
       routeId: route.id,
@@ -88,50 +88,12 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     ...(route.cache !== undefined ? { cache: route.cache } : {}),
     ...(route.schema !== undefined ? { schema: route.schema } : {}),
     // The body is parsed (and its raw bytes kept) when it is validated or becomes an event.
-    body: route.schema?.body !== undefined || route.command !== undefined || route.publish?.from === 'request' ? 'json' : 'stream',
+    body: route.schema?.body !== undefined || route.target.kind === 'command' || route.publish?.from === 'request' ? 'json' : 'stream',
     target: describeTarget(route),
     ...(route.plugins !== undefined ? { plugins: route.plugins } : {}),
     ...(cors !== undefined ? { cors } : {}),
     handler,
   }
-}
-
-/** The route's target, built once: what answers it when no cache does. */
-function compileTarget (route: RouteConfig, ctx: PlanContext, forward: ForwardOptions, client: (service: string) => ServiceClient): Target {
-  if (route.proxy !== undefined) {
-    return createProxyTarget({
-      client: client(route.proxy.service),
-      ...(route.proxy.path !== undefined ? { fillPath: compilePathTemplate(route.proxy.path), templateHasQuery: route.proxy.path.includes('?') } : {}),
-      forward,
-    })
-  }
-  if (route.aggregate !== undefined) {
-    return createAggregateTarget({
-      forward,
-      parts: route.aggregate.map(part => ({
-        name: part.name,
-        client: client(part.service),
-        fillPath: compilePathTemplate(part.path),
-        query: Object.entries(part.query).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
-        headers: Object.entries(part.headers).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
-        timeout: part.timeout,
-        optional: part.optional,
-        fallbackJson: JSON.stringify(part.fallback ?? null),
-        ...(part.pick !== undefined ? { pick: part.pick } : {}),
-      })),
-    })
-  }
-  if (route.command !== undefined) {
-    return createCommandTarget({
-      routeId: route.id,
-      stream: route.command.stream,
-      type: route.command.type,
-      ...(route.command.statusPath !== undefined ? { statusPath: route.command.statusPath } : {}),
-      idempotencyWindow: ctx.config.events.idempotencyWindow,
-      publisher: publisher(ctx, route.id),
-    })
-  }
-  throw new Error(`route ${route.id} has no target`) // excluded by validation
 }
 
 /**
@@ -156,9 +118,48 @@ function publisher (ctx: PlanContext, routeId: string): EventPublisher {
   return ctx.events
 }
 
+/** The route's target, built once: what answers it when no cache does. One case per target kind. */
+function compileTarget (route: RouteConfig, ctx: PlanContext, forward: ForwardOptions, client: (service: string) => ServiceClient): Target {
+  const target = route.target
+  switch (target.kind) {
+    case 'proxy':
+      return createProxyTarget({
+        client: client(target.service),
+        ...(target.path !== undefined ? { fillPath: compilePathTemplate(target.path), templateHasQuery: target.path.includes('?') } : {}),
+        forward,
+      })
+    case 'aggregate':
+      return createAggregateTarget({
+        forward,
+        parts: target.parts.map(part => ({
+          name: part.name,
+          client: client(part.service),
+          fillPath: compilePathTemplate(part.path),
+          query: Object.entries(part.query).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
+          headers: Object.entries(part.headers).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
+          timeout: part.timeout,
+          optional: part.optional,
+          fallbackJson: JSON.stringify(part.fallback ?? null),
+          ...(part.pick !== undefined ? { pick: part.pick } : {}),
+        })),
+      })
+    case 'command':
+      return createCommandTarget({
+        routeId: route.id,
+        stream: target.stream,
+        type: target.type,
+        ...(target.statusPath !== undefined ? { statusPath: target.statusPath } : {}),
+        idempotencyWindow: ctx.config.events.idempotencyWindow,
+        publisher: publisher(ctx, route.id),
+      })
+  }
+}
+
 export function describeTarget (route: RouteConfig): string {
-  if (route.proxy !== undefined) return `proxy ${route.proxy.service} ${route.proxy.path ?? '(same path)'}`
-  if (route.command !== undefined) return `command → stream ${route.command.stream}`
-  if (route.aggregate !== undefined) return `aggregate ${route.aggregate.map(p => `${p.name}=${p.service}${p.optional ? '?' : ''}`).join(' ')}`
-  return '-'
+  const target = route.target
+  switch (target.kind) {
+    case 'proxy': return `proxy ${target.service} ${target.path ?? '(same path)'}`
+    case 'command': return `command → stream ${target.stream}`
+    case 'aggregate': return `aggregate ${target.parts.map(p => `${p.name}=${p.service}${p.optional ? '?' : ''}`).join(' ')}`
+  }
 }

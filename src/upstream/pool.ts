@@ -24,6 +24,7 @@ import { Pool, util } from 'undici'
 import { GatewayError } from '../util/errors.js'
 import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
 import { ClientGone, type CancelSignal } from '../util/cancellation.js'
+import { DEFAULTS } from '../config/defaults.js'
 
 export interface PoolOptions {
   /** Most connections kept to one instance. */
@@ -33,9 +34,9 @@ export interface PoolOptions {
 }
 
 export const DEFAULT_POOL_OPTIONS: PoolOptions = {
-  connections: 128,
-  keepAliveTimeout: 30_000,
-  connectTimeout: 5_000,
+  connections: DEFAULTS.service.connections,
+  keepAliveTimeout: DEFAULTS.service.keepAliveTimeout,
+  connectTimeout: DEFAULTS.service.connectTimeout,
 }
 
 /**

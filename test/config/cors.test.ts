@@ -4,7 +4,7 @@
 // `portico check` itself is run in test/pipeline/cors-browser.test.ts.
 import t from 'tap'
 import { join } from 'node:path'
-import { loadConfig } from '../../src/config/validate.js'
+import { loadConfig } from '../../src/config/index.js'
 import { ConfigError, formatProblem } from '../../src/config/problems.js'
 import { parseOrigin } from '../../src/config/cors.js'
 import { writeConfigFiles } from '../helpers/gateway.js'

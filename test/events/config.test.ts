@@ -4,7 +4,7 @@
 // `FILE:LINE: path.to.field: what is wrong`.
 import t from 'tap'
 import { join } from 'node:path'
-import { loadConfig, type LoadResult } from '../../src/config/validate.js'
+import { loadConfig, type LoadResult } from '../../src/config/index.js'
 import { ConfigError, formatProblem } from '../../src/config/problems.js'
 import { writeConfigFiles } from '../helpers/gateway.js'
 
@@ -183,8 +183,8 @@ ${HEAD}${EVENT_ROUTES}  - id: cancel-order
   const route = (id: string) => config.routes.find(r => r.id === id)
   t.same(route('create-order')?.publish, { stream: 'orders', type: 'order.created', from: 'response' }, 'from defaults to response')
   t.same(route('echo-order')?.publish, { stream: 'orders', type: 'order.replaced', from: 'request' })
-  t.same(route('submit-report')?.command, { stream: 'report-commands', type: 'submit-report' }, 'type defaults to the route id')
-  t.same(route('cancel-order')?.command, { stream: 'order-commands', type: 'order.cancel', statusPath: '/api/commands/{commandId}' })
+  t.same(route('submit-report')?.target, { kind: 'command', stream: 'report-commands', type: 'submit-report' }, 'type defaults to the route id')
+  t.same(route('cancel-order')?.target, { kind: 'command', stream: 'order-commands', type: 'order.cancel', statusPath: '/api/commands/{commandId}' })
 })
 
 t.test('with redis.url the sink is Redis by default; events: { sink: memory } overrides it', async t => {

@@ -13,7 +13,7 @@ import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
 import { closedPort, upstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { skipUnlessRedis, PrivateRedis, REDIS_URL, eventually, uniquePrefix } from '../helpers/redis.js'
 import { EVENT_FIELDS, ISO_TIME, JWT_AUTH_YAML, bearer, readStream, streamLength, uniqueStream } from '../helpers/events.js'
-import { loadConfig } from '../../src/config/validate.js'
+import { loadConfig } from '../../src/config/index.js'
 import { buildGateway } from '../../src/gateway/app.js'
 
 await skipUnlessRedis(t)

@@ -16,7 +16,7 @@ import { expectProblem } from '../helpers/auth.js'
 import { now, signHs } from '../helpers/jwt.js'
 import { skipUnlessRedis, eventually, keysUnder, PrivateRedis, REDIS_URL, uniquePrefix, withClient } from '../helpers/redis.js'
 import { buildAdminApp } from '../../src/admin/admin-app.js'
-import { loadConfig } from '../../src/config/validate.js'
+import { loadConfig } from '../../src/config/index.js'
 
 await skipUnlessRedis(t)
 

@@ -12,7 +12,7 @@ import { closedPort, reply, upstream } from '../../helpers/upstream.js'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { ROOT } from '../../helpers/cli.js'
-import { loadConfig } from '../../../src/config/validate.js'
+import { loadConfig } from '../../../src/config/index.js'
 import { buildGateway } from '../../../src/gateway/app.js'
 
 await skipUnlessRedis(t)
