@@ -2,6 +2,8 @@
 // names). `duration` and `size` are custom keywords (see validate.ts) so their
 // errors read like the README rather than like a regular expression.
 
+import { edgeServerProperties, mtlsPolicyProperties } from './tls.js'
+
 const duration = { duration: true }
 const size = { size: true }
 const name = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' }
@@ -35,6 +37,7 @@ const server = {
         caseInsensitive: { type: 'boolean' },
       },
     },
+    ...edgeServerProperties,
   },
 }
 
@@ -160,7 +163,8 @@ const policy = {
   additionalProperties: false,
   required: ['auth'],
   properties: {
-    auth: { enum: ['none', 'jwt', 'apiKey'] },
+    auth: { enum: ['none', 'jwt', 'apiKey', 'mtls'] },
+    ...mtlsPolicyProperties,
     roles: stringList,
     scopes: stringList,
     claims: {

@@ -3,6 +3,7 @@
 
 import type { RouteStageHooks } from './route-hooks.js'
 import type { HTTP_METHODS, JWT_ALGORITHMS } from './schema.js'
+import type { EdgeServerConfig } from './tls.js'
 import type { ActiveHealthOptions, BreakerOptions, PassiveHealthOptions } from './service-options.js'
 
 export type HttpMethod = typeof HTTP_METHODS[number]
@@ -13,7 +14,8 @@ export interface SourceLocation {
   line: number
 }
 
-export interface ServerConfig {
+/** `tls`, `http2`, `redirectHttpPort`: src/config/tls.ts. */
+export interface ServerConfig extends EdgeServerConfig {
   host: string
   port: number
   bodyLimit: number
@@ -97,7 +99,9 @@ export type ClaimValue = string | number | boolean
 
 export interface PolicyConfig {
   name: string
-  auth: 'none' | 'jwt' | 'apiKey'
+  auth: 'none' | 'jwt' | 'apiKey' | 'mtls'
+  /** auth: mtls: the subject CNs allowed (absent: any certificate signed by server.tls.clientCa). */
+  subjects?: string[]
   roles: string[]
   scopes: string[]
   claims: Record<string, ClaimValue[]>

@@ -18,6 +18,7 @@ import { availableParallelism } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import addFormats from 'ajv-formats'
 import { parseTemplate, TemplateError } from '../util/template.js'
+import { checkEdgeServer, type EdgeCheck } from './tls.js'
 
 /** Paths the gateway serves itself; a route may not take them. */
 export const RESERVED_PATHS = ['/healthz', '/readyz']
@@ -58,7 +59,10 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env, 
   const schemaOk = validateSchema(raw)
   if (!schemaOk) add(schemaProblems(validateSchema.errors ?? [], raw, map))
   const publicKeys = new Map<string, string>()
+  let edge: EdgeCheck | undefined
   try {
+    edge = checkEdgeServer(raw, map, main, env)
+    add(edge.problems)
     add([...crossCheck(raw as unknown as RawConfig, map), ...checkAuth(raw as unknown as RawConfig, map, main, publicKeys)])
     if (extra !== undefined) add(extra(raw, map))
   } catch (err) {
@@ -69,7 +73,7 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env, 
   add(checkEnvPort(env, map))
   const all = dedupe(problems)
   if (all.some(p => p.warning !== true)) throw new ConfigError(all)
-  return { config: normalize(raw as unknown as RawConfig, map, main, env, publicKeys), warnings: all }
+  return { config: normalize(raw as unknown as RawConfig, map, main, env, publicKeys, edge), warnings: all }
 }
 
 /** `PORT` overrides server.port: a value that is not a port is a config error, not a silent 8080. */
@@ -113,6 +117,7 @@ interface RawPart {
 
 interface RawPolicy {
   auth: PolicyConfig['auth']
+  subjects?: string[]
   roles?: string[]
   scopes?: string[]
   claims?: Record<string, ClaimValue | ClaimValue[]>
@@ -624,7 +629,7 @@ function normalizeAuth (raw: RawConfig, file: string, publicKeys: Map<string, st
   return out
 }
 
-function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.ProcessEnv, publicKeys: Map<string, string>): GatewayConfig {
+function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.ProcessEnv, publicKeys: Map<string, string>, edge: EdgeCheck | undefined): GatewayConfig {
   const s = raw.server ?? {}
   const d = DEFAULTS.server
   // checkEnvPort refused anything but a port number.
@@ -640,6 +645,7 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
     keepAliveTimeout: parseDuration(s.keepAliveTimeout) ?? d.keepAliveTimeout,
     workers: s.workers === 'auto' ? availableParallelism() : (s.workers as number | undefined) ?? d.workers,
     paths: { ...d.paths, ...(s.paths as Partial<PathRules> | undefined) },
+    ...(edge?.normalize() ?? { http2: false, redirectHttpPort: 0 }),
   }
   const policies = new Map<string, PolicyConfig>()
   for (const [name, p] of Object.entries(raw.policies ?? {})) {
@@ -649,6 +655,7 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
     policies.set(name, {
       name,
       auth: p.auth,
+      ...(p.subjects !== undefined ? { subjects: p.subjects } : {}),
       roles: p.roles ?? [],
       scopes: p.scopes ?? [],
       claims,
@@ -685,6 +692,7 @@ function normalize (raw: RawConfig, map: SourceMap, file: string, env: NodeJS.Pr
   const auth = normalizeAuth(raw, file, publicKeys)
   const files = map.files()
   if (auth.jwt?.publicKeyFile !== undefined) files.push(auth.jwt.publicKeyFile)
+  files.push(...edge?.files ?? [])
   const cache = {
     maxEntries: raw.cache?.maxEntries ?? DEFAULTS.cache.maxEntries,
     maxBytes: parseSize(raw.cache?.maxBytes) ?? DEFAULTS.cache.maxBytes,

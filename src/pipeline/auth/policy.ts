@@ -9,6 +9,7 @@ import type { Identity } from './identity.js'
 import { InvalidTokenError, type TokenVerifier } from './jwt.js'
 import type { ApiKeyLookup } from './api-key.js'
 import { identityFromClaims } from './token-identity.js'
+import { clientCertIdentity } from './client-cert.js'
 
 export interface CompiledPolicy {
   name: string
@@ -44,6 +45,7 @@ export function compilePolicy (policy: PolicyConfig, deps: AuthDeps): CompiledPo
 
 function compileAuthenticate (policy: PolicyConfig, deps: AuthDeps): CompiledPolicy['authenticate'] {
   if (policy.auth === 'none') return async () => undefined
+  if (policy.auth === 'mtls') return async (request) => clientCertIdentity(request)
   if (policy.auth === 'apiKey') {
     const apiKeys = deps.apiKeys
     if (apiKeys === undefined) throw new Error(`policy ${policy.name}: no API keys configured`) // excluded by validation
@@ -95,6 +97,7 @@ function compileAuthorize (policy: PolicyConfig): CompiledPolicy['authorize'] {
   const roles = policy.roles
   const scopes = policy.scopes
   const claims = Object.entries(policy.claims)
+  if (policy.subjects !== undefined) return subjectsAllowed(new Set(policy.subjects))
   if (roles.length === 0 && scopes.length === 0 && claims.length === 0) return () => {}
   return function authorize (identity) {
     if (roles.length > 0 && !roles.some(r => identity.roles.includes(r))) {
@@ -113,4 +116,11 @@ function compileAuthorize (policy: PolicyConfig): CompiledPolicy['authorize'] {
 function claimMatches (value: unknown, allowed: ClaimValue[]): boolean {
   if (Array.isArray(value)) return value.some(v => allowed.includes(v as ClaimValue))
   return allowed.includes(value as ClaimValue)
+}
+
+/** auth: mtls with `subjects`: the certificate's CN must be one of them (exactly; validation refused roles, scopes and claims there). */
+function subjectsAllowed (subjects: Set<string>): CompiledPolicy['authorize'] {
+  return function authorizeSubject (identity) {
+    if (!subjects.has(identity.sub)) throw new GatewayError('FORBIDDEN', 'the client certificate\'s subject is not one this policy allows')
+  }
 }
