@@ -5,7 +5,8 @@
 // client x-auth-*); request bodies stream over h2; curl and h2load speak h2;
 // SIGTERM ends an open h2 session with GOAWAY and exits 0.
 import t from 'tap'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { connect as tlsConnect } from 'node:tls'
 import { join } from 'node:path'
 import { execFile } from 'node:child_process'
 import { upstream, type UpstreamHandler } from '../helpers/upstream.js'
@@ -123,6 +124,18 @@ t.test('the same answers over h2 and HTTP/1.1', async t => {
     if (status >= 400) t.match(overH2.headers['content-type'], /^application\/problem\+json/, `${label}: problem+json`)
   }
   t.equal((await h2(session, '/stream')).body, 'one,two', 'a chunked upstream body arrives whole over h2')
+
+  // HTTP/1.1 on the h2 port goes through Node's HTTP/1.1 parser: its errors are problem+json as well.
+  const broken = await new Promise<string>((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, ca: readFileSync(ca.cert, 'utf8'), servername: 'localhost', ALPNProtocols: ['http/1.1'] }, () => {
+      socket.write('GET /p/x HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n')
+    })
+    let data = ''
+    socket.setEncoding('utf8').on('data', (c: string) => { data += c })
+    socket.on('close', () => { resolve(data) })
+    socket.on('error', reject)
+  })
+  t.match(broken, /^HTTP\/1\.1 400 [^]*content-type: application\/problem\+json[^]*"code":"BAD_REQUEST"/, 'a malformed HTTP/1.1 request on the h2 port: 400 problem+json')
 
   for (const seen of up.seen) {
     t.notOk(Object.keys(seen.headers).some(h => h.startsWith(':')), `${seen.url}: no pseudo-header reached the upstream`)

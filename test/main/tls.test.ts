@@ -127,6 +127,44 @@ t.test('SIGHUP rotates the certificate: new handshakes get it, an open connectio
   t.equal((await h1(port, '/p', files)).status, 200)
 })
 
+t.test('--watch: rewritten certificate files are picked up without a signal', async t => {
+  const up = await upstream(t)
+  const port = await freePort()
+  const dir = gatewayDir('watch', gatewayYaml(port, up.url))
+  const gw = startCli(t, ['start', '--watch', '--config', join(dir, 'gateway.yaml')], childEnv())
+  await gw.waitForLine(/^portico listening on /)
+  t.equal((await presentedCert(port, ca.cert)).serialNumber, server.serial)
+  const next = ca.issue('watched', { subject: '/CN=localhost', san: ['IP:127.0.0.1', 'DNS:localhost'] })
+  copyFileSync(next.cert, join(dir, 'gw.crt'))
+  copyFileSync(next.key, join(dir, 'gw.key'))
+  await waitFor(async () => (await presentedCert(port, ca.cert)).serialNumber === next.serial, { timeout: 10_000, interval: 50, message: 'the watched certificate is in use' })
+  t.pass('new handshakes present the rewritten certificate')
+})
+
+t.test('parser errors over TLS are problem+json too', async t => {
+  const port = await freePort()
+  const dir = gatewayDir('parser', gatewayYaml(port, 'http://127.0.0.1:1'))
+  const gw = startCli(t, ['start', '--config', join(dir, 'gateway.yaml')], childEnv())
+  await gw.waitForLine(/^portico listening on /)
+  const answer = await rawTls(port, 'GET /p HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n')
+  t.match(answer, /^HTTP\/1\.1 400 /)
+  t.match(answer, /content-type: application\/problem\+json/)
+  t.match(answer, /"code":"BAD_REQUEST"/)
+})
+
+/** Sends raw bytes over a TLS connection (ALPN http/1.1) and returns everything the server wrote before closing. */
+async function rawTls (port: number, text: string): Promise<string> {
+  const { connect } = await import('node:tls')
+  return await new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, ca: readFileSync(ca.cert, 'utf8'), servername: 'localhost', ALPNProtocols: ['http/1.1'] }, () => { socket.write(text) })
+    let data = ''
+    socket.setEncoding('utf8').on('data', (c: string) => { data += c })
+    socket.on('end', () => { resolve(data) })
+    socket.on('close', () => { resolve(data) })
+    socket.on('error', reject)
+  })
+}
+
 t.test('start refuses an expired certificate with FILE:LINE and exit 1', async t => {
   const port = await freePort()
   const expired = ca.issue('expired', { subject: '/CN=localhost', days: -1 })
