@@ -57,9 +57,9 @@ export function createEdgeServer (config: ServerConfig, handler: EdgeHandler): E
   if (tls === undefined) {
     server = createHttpServer(httpOptions, handler as (req: IncomingMessage, res: ServerResponse) => void)
   } else if (!config.http2) {
-    server = createHttpsServer({ ...httpOptions, ...tlsOptions(tls) }, handler as (req: IncomingMessage, res: ServerResponse) => void)
+    server = createHttpsServer({ ...httpOptions, ...tlsOptions(tls, config) }, handler as (req: IncomingMessage, res: ServerResponse) => void)
   } else {
-    const h2 = createSecureServer({ ...tlsOptions(tls), allowHTTP1: true, settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS } }, handler)
+    const h2 = createSecureServer({ ...tlsOptions(tls, config), allowHTTP1: true, settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS } }, handler)
     // Node's HTTP/1.1 fallback reads these from the server; its default check interval is 30 s.
     ;(h2 as unknown as { connectionsCheckingInterval: number }).connectionsCheckingInterval = httpOptions.connectionsCheckingInterval ?? 1000
     h2.on('session', (session: Http2Session) => {
@@ -121,9 +121,12 @@ function secureContext (tls: TlsSettings): SecureContextOptions {
   }
 }
 
-function tlsOptions (tls: TlsSettings): TlsOptions {
+function tlsOptions (tls: TlsSettings, config: ServerConfig): TlsOptions {
   return {
     ...secureContext(tls),
+    // A client that connects and never finishes its handshake is let go like
+    // one that never finishes its headers (Node's default waits 120 s).
+    handshakeTimeout: config.headersTimeout > 0 ? config.headersTimeout : 10_000,
     // With clientCa: ask every client for a certificate. requireClientCert:
     // no valid one, no session; otherwise the handshake completes and an
     // `auth: mtls` route answers 401 (socket.authorized is false).

@@ -8,10 +8,10 @@ import t from 'tap'
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Agent } from 'node:https'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { upstream } from '../helpers/upstream.js'
 import { waitFor } from '../helpers/wait.js'
-import { buildIfStale, childEnv, freePort, startCli } from '../helpers/cli.js'
+import { buildIfStale, childEnv, CLI, freePort, ROOT, startCli } from '../helpers/cli.js'
 import { serverPki } from '../helpers/certs.js'
 import { curl, h1, presentedCert } from '../helpers/https.js'
 
@@ -141,15 +141,22 @@ t.test('--watch: rewritten certificate files are picked up without a signal', as
   t.pass('new handshakes present the rewritten certificate')
 })
 
-t.test('parser errors over TLS are problem+json too', async t => {
+t.test('parser errors over TLS are problem+json too; a handshake that never comes is cut at headersTimeout', async t => {
   const port = await freePort()
-  const dir = gatewayDir('parser', gatewayYaml(port, 'http://127.0.0.1:1'))
+  const dir = gatewayDir('parser', gatewayYaml(port, 'http://127.0.0.1:1', '  headersTimeout: 1s\n'))
   const gw = startCli(t, ['start', '--config', join(dir, 'gateway.yaml')], childEnv())
   await gw.waitForLine(/^portico listening on /)
   const answer = await rawTls(port, 'GET /p HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n')
   t.match(answer, /^HTTP\/1\.1 400 /)
   t.match(answer, /content-type: application\/problem\+json/)
   t.match(answer, /"code":"BAD_REQUEST"/)
+
+  const { connect } = await import('node:net')
+  const silent = connect(port, '127.0.0.1')
+  const opened = Date.now()
+  await new Promise<void>(resolve => { silent.on('close', () => { resolve() }); silent.on('error', () => {}) })
+  const held = Date.now() - opened
+  t.ok(held >= 900 && held < 3000, `a TCP connection that never starts TLS is closed after about 1 s (${held} ms)`)
 })
 
 /** Sends raw bytes over a TLS connection (ALPN http/1.1) and returns everything the server wrote before closing. */
@@ -171,9 +178,9 @@ t.test('start refuses an expired certificate with FILE:LINE and exit 1', async t
   const dir = gatewayDir('expired', gatewayYaml(port, 'http://127.0.0.1:1'))
   copyFileSync(expired.cert, join(dir, 'gw.crt'))
   copyFileSync(expired.key, join(dir, 'gw.key'))
-  const gw = startCli(t, ['start', '--config', join(dir, 'gateway.yaml')], childEnv())
-  const { code } = await gw.exited
-  t.equal(code, 1)
+  const run = spawnSync(process.execPath, [CLI, 'start', '--config', join(dir, 'gateway.yaml')], { cwd: ROOT, env: childEnv(), encoding: 'utf8', timeout: 30_000 })
+  t.equal(run.status, 1)
+  t.match(run.stdout + run.stderr, /gateway\.yaml:5: server\.tls\.cert: .*gw\.crt: the certificate \(serial [0-9A-F]+\) expired on /)
 })
 
 t.test('two workers serve TLS and HTTP/2, and both rotate on SIGHUP', async t => {
