@@ -15,7 +15,12 @@ import { GatewayError } from '../../util/errors.js'
 import { CERT_SUBJECT_NAME } from '../../config/tls.js'
 import type { Identity } from './identity.js'
 
-const byConnection = new WeakMap<object, Identity | GatewayError>()
+/** Why a connection's certificate is no identity: the 401's detail. */
+class Refusal {
+  constructor (readonly detail: string) {}
+}
+
+const byConnection = new WeakMap<object, Identity | Refusal>()
 
 /** The identity of the request's verified client certificate; throws 401 UNAUTHENTICATED without one. */
 export function clientCertIdentity (request: FastifyRequest): Identity {
@@ -26,11 +31,12 @@ export function clientCertIdentity (request: FastifyRequest): Identity {
     found = identify(raw.socket as Partial<TLSSocket>)
     byConnection.set(connection, found)
   }
-  if (found instanceof GatewayError) throw found
+  // A new error each time: the error handler's reply must not share state across requests.
+  if (found instanceof Refusal) throw new GatewayError('UNAUTHENTICATED', found.detail)
   return found
 }
 
-function identify (socket: Partial<TLSSocket>): Identity | GatewayError {
+function identify (socket: Partial<TLSSocket>): Identity | Refusal {
   if (socket.encrypted !== true || typeof socket.getPeerCertificate !== 'function') {
     return refused('a client certificate is required: connect over TLS and present one')
   }
@@ -55,6 +61,6 @@ function notVerified (reason: Error | string | undefined): string {
   return 'the client certificate is not signed by a CA this gateway trusts'
 }
 
-function refused (detail: string): GatewayError {
-  return new GatewayError('UNAUTHENTICATED', detail)
+function refused (detail: string): Refusal {
+  return new Refusal(detail)
 }
