@@ -125,6 +125,15 @@ t.test('the same answers over h2 and HTTP/1.1', async t => {
   }
   t.equal((await h2(session, '/stream')).body, 'one,two', 'a chunked upstream body arrives whole over h2')
 
+  const hits = up.hits()
+  const twoAuthorities = await h2(session, '/p/x', { headers: { ':authority': `localhost:${port}`, host: 'evil.example' } })
+  t.equal(twoAuthorities.status, 400, 'a Host naming another authority than :authority is refused')
+  t.match(JSON.parse(twoAuthorities.body), { code: 'BAD_REQUEST', detail: /another authority than :authority/ })
+  const sameAuthority = await h2(session, '/p/x', { headers: { ':authority': `localhost:${port}`, host: `LOCALHOST:${port}` } })
+  t.equal(sameAuthority.status, 200, 'a Host equal to :authority (any case) is fine')
+  t.equal(up.hits(), hits + 1, 'the refused one reached no upstream')
+  t.equal((await h2(session, '/p/x')).status, 200, 'the session goes on after a refused stream')
+
   // HTTP/1.1 on the h2 port goes through Node's HTTP/1.1 parser: its errors are problem+json as well.
   const broken = await new Promise<string>((resolve, reject) => {
     const socket = tlsConnect({ host: '127.0.0.1', port, ca: readFileSync(ca.cert, 'utf8'), servername: 'localhost', ALPNProtocols: ['http/1.1'] }, () => {
