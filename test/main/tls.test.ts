@@ -73,6 +73,14 @@ t.test('HTTPS: curl verifies the certificate; x-forwarded-proto is https on prox
   const plain = await curl([`http://127.0.0.1:${port}/p`])
   t.not(plain.code, 0, 'plain HTTP on the TLS port gets no answer a client accepts')
   t.equal(up.hits(), 3, 'only the verified requests reached the upstream')
+
+  // The image's HEALTHCHECK, as the Dockerfile writes it, against this gateway.
+  const docker = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
+  const script = /CMD node -e "(.*)"\s*$/m.exec(docker)?.[1]
+  t.ok(script, 'the Dockerfile has a node -e health check')
+  const health = (url: string): number | null => spawnSync(process.execPath, ['-e', script ?? ''], { env: { ...process.env, HEALTH_URL: url }, timeout: 10_000 }).status
+  t.equal(health(`https://127.0.0.1:${port}/healthz`), 0, 'HEALTH_URL=https://… passes against the TLS listener')
+  t.equal(health(`http://127.0.0.1:${port}/healthz`), 1, 'plain http:// against it fails')
 })
 
 t.test('minVersion: TLSv1.3 refuses a TLS 1.2 client', async t => {
