@@ -191,13 +191,15 @@ t.test('start refuses an expired certificate with FILE:LINE and exit 1', async t
   t.match(run.stdout + run.stderr, /gateway\.yaml:5: server\.tls\.cert: .*gw\.crt: the certificate \(serial [0-9A-F]+\) expired on /)
 })
 
-t.test('two workers serve TLS and HTTP/2, and both rotate on SIGHUP', async t => {
+t.test('two workers serve TLS and HTTP/2 (and the redirect listener), and both rotate on SIGHUP', async t => {
   const up = await upstream(t)
-  const port = await freePort()
-  const dir = gatewayDir('workers', gatewayYaml(port, up.url, '  workers: 2\n  http2: true\n'))
+  const [port, redirectPort] = [await freePort(), await freePort()]
+  const dir = gatewayDir('workers', gatewayYaml(port, up.url, `  workers: 2\n  http2: true\n  redirectHttpPort: ${redirectPort}\n`))
   const gw = startCli(t, ['start', '--config', join(dir, 'gateway.yaml')], childEnv())
   const ready = await gw.waitForLine(/^portico listening on /)
-  t.match(ready, new RegExp(`^portico listening on https://127\\.0\\.0\\.1:${port} \\(2 workers`))
+  t.match(ready, `portico listening on https://127.0.0.1:${port}, http://127.0.0.1:${redirectPort} (redirects to https) (2 workers`)
+  const redirected = await curl(['-o', '/dev/null', '-w', '%{http_code} %{redirect_url}', `http://localhost:${redirectPort}/p?x=1`])
+  t.equal(redirected.stdout, `308 https://localhost:${port}/p?x=1`, 'the workers share the redirect port too')
   for (const version of ['--http2', '--http1.1']) {
     for (let i = 0; i < 4; i++) {
       const res = await curl(['--cacert', ca.cert, version, '-o', '/dev/null', '-w', '%{http_version} %{http_code}', `https://localhost:${port}/p`])
