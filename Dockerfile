@@ -27,8 +27,14 @@ COPY config ./config
 COPY routes ./routes
 # The image's `node` user, by number, so Kubernetes' runAsNonRoot can verify it.
 USER 1000:1000
-EXPOSE 8080 9090
+# TLS: mount the certificate and key read-only (a Kubernetes Secret, or
+# `-v "$PWD/certs:/app/tls:ro"`) and set server.tls in the config, e.g.
+#   server: { port: 8443, tls: { cert: ../tls/tls.crt, key: ../tls/tls.key }, http2: true, redirectHttpPort: 8080 }
+# then set HEALTH_URL=https://127.0.0.1:8443/healthz. Nothing is written there.
+EXPOSE 8080 8443 9090
+# http:// or https:// (the check does not verify the certificate: it asks its own process).
+ENV HEALTH_URL=""
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+  CMD node -e "const u=new URL(process.env.HEALTH_URL||'http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz');require(u.protocol==='https:'?'node:https':'node:http').get(u,{rejectUnauthorized:false},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"
 ENTRYPOINT ["node", "dist/src/main/cli.js"]
 CMD ["start"]

@@ -60,8 +60,9 @@ function bodyUnread (request: FastifyRequest): boolean {
 export function sendProblem (request: FastifyRequest, reply: FastifyReply, error: GatewayError): FastifyReply {
   if (error.headers !== undefined) reply.headers(error.headers)
   // Refused before the client finished sending its body (413, a timeout):
-  // the rest of it is not worth reading on a kept-alive connection.
-  if (bodyUnread(request)) reply.header('connection', 'close')
+  // the rest of it is not worth reading on a kept-alive connection. (HTTP/2
+  // has no such header: the stream ends alone, the connection stays.)
+  if (request.raw.httpVersionMajor !== 2 && bodyUnread(request)) reply.header('connection', 'close')
   return reply
     .code(error.status)
     .type(PROBLEM_CONTENT_TYPE)

@@ -13,8 +13,10 @@ const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9._~!$&'()*+,;=:-
 /** Why the request's framing is refused, or undefined when it is fine. */
 export function framingProblem (req: IncomingMessage): string | undefined {
   if (req.httpVersionMajor === 0) return 'the request line has no HTTP version'
-  // HTTP/2 carries the authority in :authority, not Host.
-  if (req.httpVersionMajor !== 1) return undefined
+  // HTTP/2 carries the authority in :authority; a Host beside it must name
+  // the same (RFC 9113 §8.3.1), or Host (which Fastify prefers) would pass
+  // another authority on as x-forwarded-host than the one the stream names.
+  if (req.httpVersionMajor !== 1) return http2AuthorityProblem(req)
   const raw = req.rawHeaders
   let hosts = 0
   for (let i = 0; i < raw.length; i += 2) {
@@ -36,10 +38,21 @@ function portTooLarge (host: string): boolean {
   return port.length === 5 && port > '65535' && port <= '99999'
 }
 
+function http2AuthorityProblem (req: IncomingMessage): string | undefined {
+  const host = req.headers.host
+  if (host === undefined) return undefined
+  const authority = req.headers[':authority']
+  if (typeof authority === 'string' && authority.toLowerCase() !== host.toLowerCase()) return 'the Host header names another authority than :authority'
+  if (!HOST.test(host) || portTooLarge(host)) return 'the Host header is not a valid host[:port]'
+  return undefined
+}
+
 export default fp(async function requestFraming (app) {
   app.addHook('onRequest', (request, _reply, done) => {
     const problem = framingProblem(request.raw)
-    // A client this confused about framing gets no second request on the connection.
-    done(problem === undefined ? undefined : new GatewayError('BAD_REQUEST', problem, { headers: { connection: 'close' } }))
+    if (problem === undefined) { done(); return }
+    // A client this confused about framing gets no second request on the
+    // connection (over HTTP/2 only the stream ends: there is no such header).
+    done(new GatewayError('BAD_REQUEST', problem, request.raw.httpVersionMajor === 2 ? {} : { headers: { connection: 'close' } }))
   })
 }, { name: 'portico-request-framing' })

@@ -12,6 +12,7 @@ import { parseAllDocuments } from 'yaml'
 import { loadConfig } from '../src/config/index.js'
 import { ConfigError } from '../src/config/problems.js'
 import { writeConfigFiles } from './helpers/gateway.js'
+import { serverPki } from './helpers/certs.js'
 
 const ROOT = join(import.meta.dirname, '..')
 
@@ -73,13 +74,17 @@ t.test('a PodDisruptionBudget and an HPA that point at the Deployment', async t 
 t.test('the embedded gateway config loads, trusts an address range only, and guards the admin listener', async t => {
   const config = ofKind('ConfigMap').find(c => c.metadata.name === 'portico-config').data as Record<string, string>
   const routes = ofKind('ConfigMap').find(c => c.metadata.name === 'portico-routes').data as Record<string, string>
-  // The pod's layout: /app/config (portico-config) and /app/routes (portico-routes).
+  // The pod's layout: /app/config (portico-config), /app/routes (portico-routes)
+  // and /app/tls (the portico-tls Secret: a throwaway certificate here).
   const files: Record<string, string> = {}
   for (const [name, body] of Object.entries(config)) files[`config/${name}`] = body
   for (const [name, body] of Object.entries(routes)) files[`routes/${name}`] = body
+  const { server } = serverPki(t.testdir())
+  files['tls/tls.crt'] = server.certPem()
+  files['tls/tls.key'] = server.keyPem()
   const dir = writeConfigFiles(files)
   const deployment = one('Deployment')
-  const secret = one('Secret').stringData as Record<string, string>
+  const secret = ofKind('Secret').find(s => s.metadata.name === 'portico-secrets').stringData as Record<string, string>
   const env: Record<string, string> = {}
   for (const e of deployment.spec.template.spec.containers[0].env as Doc[]) {
     env[e.name] = e.value ?? secret[e.valueFrom.secretKeyRef.key]
@@ -93,6 +98,40 @@ t.test('the embedded gateway config loads, trusts an address range only, and gua
   for (const cidr of gw.server.trustProxy as string[]) t.match(cidr, /^[0-9a-f.:]+\/\d+$/i, `${cidr} is a CIDR`)
   t.equal(gw.admin.host, '0.0.0.0')
   t.not(gw.admin.token, '', 'the admin listener beyond loopback has a token')
+  t.equal(gw.server.tls?.cert, join(dir, 'tls', 'tls.crt'), 'the certificate comes from the mounted Secret')
+  t.equal(gw.server.tls?.key, join(dir, 'tls', 'tls.key'))
+})
+
+t.test('TLS from a mounted kubernetes.io/tls Secret: HTTPS and h2 on the TLS port, plain HTTP only redirects', async t => {
+  const deployment = one('Deployment')
+  const pod = deployment.spec.template.spec
+  const container = pod.containers[0]
+  const config = ofKind('ConfigMap').find(c => c.metadata.name === 'portico-config').data as Record<string, string>
+  const server = (parseAllDocuments(config['gateway.yaml'])[0].toJS() as Doc).server
+  t.match(server, { port: 8443, http2: true, redirectHttpPort: 8080, tls: { cert: '../tls/tls.crt', key: '../tls/tls.key' } })
+
+  const volume = (pod.volumes as Doc[]).find(v => v.secret !== undefined)
+  t.ok(volume, 'a Secret volume')
+  const tlsSecret = ofKind('Secret').find(s => s.metadata.name === volume.secret.secretName)
+  t.ok(tlsSecret, `Secret ${String(volume?.secret?.secretName)} is defined in the file`)
+  t.equal(tlsSecret.type, 'kubernetes.io/tls')
+  t.ok('tls.crt' in { ...tlsSecret.stringData, ...tlsSecret.data } && 'tls.key' in { ...tlsSecret.stringData, ...tlsSecret.data }, 'with tls.crt and tls.key')
+  t.match(text, /kubectl create secret tls portico-tls --cert=/, 'says how to create the real one')
+  const mount = (container.volumeMounts as Doc[]).find(m => m.name === volume.name)
+  t.match(mount, { mountPath: '/app/tls', readOnly: true })
+  t.equal(mount.subPath, undefined, 'no subPath: a renewed Secret reaches the files')
+  // /app/config/gateway.yaml + ../tls/tls.crt = the mount.
+  t.equal(join('/app/config', server.tls.cert), `${mount.mountPath}/tls.crt`)
+  t.equal(volume.secret.defaultMode & 0o004, 0, 'the key is not world-readable')
+  t.not(volume.secret.defaultMode & 0o040, 0, 'the gateway reads it through its group')
+  t.equal(pod.securityContext.fsGroup, pod.securityContext.runAsGroup, 'the fsGroup is the gateway\'s group')
+  t.ok((container.args as string[]).includes('--watch'), 'a renewed certificate is reloaded without a restart')
+
+  const ports = Object.fromEntries((container.ports as Doc[]).map(p => [p.name, p.containerPort]))
+  t.same(ports, { https: 8443, http: 8080, admin: 9090 })
+  for (const probe of [container.livenessProbe, container.readinessProbe]) t.match(probe.httpGet, { port: 'https', scheme: 'HTTPS' })
+  const service = one('Service')
+  t.same((service.spec.ports as Doc[]).map(p => [p.port, p.targetPort]), [[443, 'https'], [80, 'http']])
 })
 
 t.test('the Dockerfile: multi-stage, production dependencies, numeric non-root user, admin reachable with a token', async t => {
@@ -101,6 +140,8 @@ t.test('the Dockerfile: multi-stage, production dependencies, numeric non-root u
   t.match(docker, /RUN npm ci --omit=dev/, 'the run stage has production dependencies only')
   t.match(docker, /^USER 1000:1000$/m, 'non-root, numeric so runAsNonRoot can verify it')
   t.match(docker, /^ENV ADMIN_HOST=0\.0\.0\.0$/m)
+  t.match(docker, /^EXPOSE .*\b8443\b/m, 'the TLS port')
+  t.match(docker, /\/app\/tls:ro/, 'says where to mount the certificate')
   t.match(readFileSync(join(ROOT, 'config/gateway.yaml'), 'utf8'), /host: \$\{ADMIN_HOST:-127\.0\.0\.1\}/, 'the shipped config reads ADMIN_HOST')
 })
 

@@ -11,6 +11,7 @@ import { checkSchema } from './schema-errors.js'
 import { checkConfig, checkEnvPort } from './validate.js'
 import { normalize } from './normalize.js'
 import type { GatewayConfig } from './types.js'
+import { checkEdgeServer, type EdgeCheck } from './tls.js'
 
 export interface LoadResult {
   config: GatewayConfig
@@ -43,7 +44,11 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env, 
   // cross-checks still run, for the problems they can find.
   const raw = loaded as RawConfig
   const publicKeys = new Map<string, string>()
+  let edge: EdgeCheck | undefined
   try {
+    // The certificate files are read once, here; normalize uses what was read.
+    edge = checkEdgeServer(raw, map, main, env)
+    add(edge.problems)
     add(checkConfig(raw, { map, file: main, publicKeys }))
     if (extra !== undefined) add(extra(raw, map))
   } catch (err) {
@@ -54,7 +59,7 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env, 
   add(checkEnvPort(env, map))
   const all = dedupe(problems)
   if (all.some(p => p.warning !== true)) throw new ConfigError(all)
-  return { config: normalize(raw, { map, file: main, env, publicKeys }), warnings: all }
+  return { config: normalize(raw, { map, file: main, env, publicKeys, ...(edge !== undefined ? { edge } : {}) }), warnings: all }
 }
 
 function dedupe (problems: ConfigProblem[]): ConfigProblem[] {

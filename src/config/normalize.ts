@@ -15,6 +15,7 @@ import { normalizeTarget } from './targets.js'
 import { parseDuration, parseSize } from './units.js'
 import { normalizeGatewayCors, normalizeRouteCors } from './cors.js'
 import { normalizeCompression } from './compression.js'
+import type { EdgeCheck } from './tls.js'
 
 export interface NormalizeContext {
   map: SourceMap
@@ -23,6 +24,8 @@ export interface NormalizeContext {
   env: NodeJS.ProcessEnv
   /** PEM text the checks read, by absolute file name. */
   publicKeys: Map<string, string>
+  /** What the edge checks read (server.tls certificates); absent: they did not run. */
+  edge?: EdgeCheck
 }
 
 /**
@@ -44,6 +47,7 @@ export function normalize (raw: RawConfig, ctx: NormalizeContext): GatewayConfig
   const admin = { host: raw.admin?.host ?? DEFAULTS.admin.host, port: raw.admin?.port ?? DEFAULTS.admin.port, token: raw.admin?.token ?? DEFAULTS.admin.token }
   const files = map.files()
   if (auth.jwt?.publicKeyFile !== undefined) files.push(auth.jwt.publicKeyFile)
+  files.push(...ctx.edge?.files ?? [])
   const cache = {
     maxEntries: raw.cache?.maxEntries ?? DEFAULTS.cache.maxEntries,
     maxBytes: parseSize(raw.cache?.maxBytes) ?? DEFAULTS.cache.maxBytes,
@@ -62,7 +66,7 @@ export function normalize (raw: RawConfig, ctx: NormalizeContext): GatewayConfig
   return { file, files, server, admin, redis, cache, events, tracing, auth, policies, services, routes, ...normalizeGatewayCors(raw) }
 }
 
-function normalizeServer (s: RawServer, { env }: NormalizeContext): ServerConfig {
+function normalizeServer (s: RawServer, { env, edge }: NormalizeContext): ServerConfig {
   const d = DEFAULTS.server
   return {
     host: s.host ?? d.host,
@@ -77,6 +81,7 @@ function normalizeServer (s: RawServer, { env }: NormalizeContext): ServerConfig
     workers: s.workers === 'auto' ? availableParallelism() : s.workers ?? d.workers,
     paths: { ...d.paths, ...s.paths },
     ...normalizeCompression(s.compression),
+    ...(edge?.normalize() ?? { http2: false, redirectHttpPort: 0 }),
   }
 }
 
@@ -153,7 +158,7 @@ function normalizePolicy (name: string, p: RawPolicy, auth: AuthConfig): PolicyC
   const rateLimit = normalizeRateLimit(p.rateLimit)
   return {
     name,
-    ...policyAuth(name, p.auth, auth),
+    ...policyAuth(name, p.auth, auth, p.subjects),
     roles: p.roles ?? [],
     scopes: p.scopes ?? [],
     claims,
@@ -163,9 +168,10 @@ function normalizePolicy (name: string, p: RawPolicy, auth: AuthConfig): PolicyC
 }
 
 /** The policy's `auth:` with what it verifies with (checkAuth made sure the section it needs is set). */
-function policyAuth (name: string, kind: RawPolicy['auth'], auth: AuthConfig): PolicyAuth {
+function policyAuth (name: string, kind: RawPolicy['auth'], auth: AuthConfig, subjects: string[] | undefined): PolicyAuth {
   switch (kind) {
     case 'none': return { auth: kind }
+    case 'mtls': return { auth: kind, ...(subjects !== undefined ? { subjects } : {}) }
     case 'jwt': if (auth.jwt !== undefined) return { auth: kind, jwt: auth.jwt }; break
     case 'apiKey': if (auth.apiKeys !== undefined) return { auth: kind, apiKeys: auth.apiKeys }; break
   }

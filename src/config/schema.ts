@@ -12,6 +12,7 @@ import {
 import { AggregateTargetSchema, CommandTargetSchema, ProxyTargetSchema } from './targets.js'
 import { corsSchema, routeCorsSchema, type RawCors } from './cors.js'
 import { compressionSchema, type RawCompression } from './compression.js'
+import { edgeServerProperties, mtlsPolicyProperties, type RawTlsBlock } from './tls.js'
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
 export type HttpMethod = typeof HTTP_METHODS[number]
@@ -22,7 +23,7 @@ export const JWT_ALGORITHMS = [
 export type JwtAlgorithm = typeof JWT_ALGORITHMS[number]
 
 /** The `auth:` of a policy; each has a PolicyAuth member in types.ts. */
-export const AUTH_KINDS = ['none', 'jwt', 'apiKey'] as const
+export const AUTH_KINDS = ['none', 'jwt', 'apiKey', 'mtls'] as const
 
 export type RateLimitKey = 'ip' | 'user' | `header:${string}`
 
@@ -52,6 +53,9 @@ export const ServerSchema = Strict({
   )),
   paths: Type.Optional(PathRulesSchema),
   compression: Type.Optional(Raw<RawCompression>(compressionSchema)),
+  tls: Type.Optional(Raw<RawTlsBlock>(edgeServerProperties.tls)),
+  http2: Type.Optional(Raw<boolean>(edgeServerProperties.http2)),
+  redirectHttpPort: Type.Optional(Raw<number>(edgeServerProperties.redirectHttpPort)),
 })
 
 const stringOrList = () => Type.Union([Type.String({ minLength: 1 }), StringList()], { 'x-message': 'must be a string or a list of strings' })
@@ -131,6 +135,7 @@ export const PolicySchema = Strict({
   forwardAuthorization: Type.Optional(Type.Boolean()),
   rateLimit: Type.Optional(RateLimitSchema),
   description: Type.Optional(Type.String()),
+  subjects: Type.Optional(Raw<string[]>(mtlsPolicyProperties.subjects)),
 })
 
 export const ServiceSchema = Strict({

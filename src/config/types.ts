@@ -5,6 +5,7 @@ import type { RouteStageHooks } from './route-hooks.js'
 import type { HttpMethod, JwtAlgorithm, RateLimitKey } from './schema.js'
 import type { CorsConfig } from './cors.js'
 import type { CompressionConfig } from './compression.js'
+import type { EdgeServerConfig } from './tls.js'
 import type { ActiveHealthOptions, BreakerOptions, PassiveHealthOptions } from './service-options.js'
 import type { RouteTarget } from './targets.js'
 
@@ -16,7 +17,8 @@ export interface SourceLocation {
   line: number
 }
 
-export interface ServerConfig {
+/** `tls`, `http2`, `redirectHttpPort`: src/config/tls.ts. */
+export interface ServerConfig extends EdgeServerConfig {
   host: string
   port: number
   bodyLimit: number
@@ -123,6 +125,8 @@ export type PolicyAuth =
   | { auth: 'none' }
   | { auth: 'jwt', jwt: JwtConfig }
   | { auth: 'apiKey', apiKeys: ApiKeysConfig }
+  /** The verified client certificate (server.tls.clientCa); `subjects` absent: any CN it signed. */
+  | { auth: 'mtls', subjects?: string[] }
 
 export type PolicyConfig = PolicyRules & PolicyAuth
 export type AuthKind = PolicyAuth['auth']

@@ -51,7 +51,8 @@ export async function runPrimary (opts: PrimaryOptions): Promise<void> {
   cluster.on('message', (worker, message: { type?: string, addresses?: string[] }) => {
     if (message?.type !== READY) return
     ready.add(worker.id)
-    address = message.addresses?.[0] ?? address
+    // The public listener, and the https redirect one when configured.
+    if (message.addresses !== undefined && message.addresses.length > 0) address = message.addresses.join(', ')
     if (!announced && ready.size >= opts.workers) {
       announced = true
       const adminNote = admin !== undefined ? `, ${adminAddress} (admin)` : ''

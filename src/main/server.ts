@@ -9,10 +9,10 @@
 // keep-alive connections, answer what is in flight with `connection: close`,
 // exit as soon as drained (at most server.shutdownTimeout).
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer } from 'node:http'
 import { watch, type FSWatcher } from 'node:fs'
 import { dirname } from 'node:path'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Server as NetServer } from 'node:net'
 import pino from 'pino'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { loadGatewayConfig } from '../extensions/load-config.js'
@@ -23,7 +23,8 @@ import type { GatewayConfig } from '../config/types.js'
 import { SharedResources } from '../gateway/shared-resources.js'
 import { serveWorker } from './cluster.js'
 import { AggregatorRegistry } from 'prom-client'
-import { answerClientError, deferContinue, serverOptions } from '../gateway/http-edge.js'
+import { createEdgeServer, isHttp2Response, type EdgeRequest, type EdgeResponse } from './edge-server.js'
+import { startRedirectListener, type RedirectListener } from './redirect-listener.js'
 
 export interface StartOptions {
   configFile: string
@@ -34,10 +35,10 @@ export interface StartOptions {
   worker?: boolean
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => void
+type Handler = (req: EdgeRequest, res: EdgeResponse) => void
 
 const GENERATION = Symbol('portico.generation')
-type TrackedResponse = ServerResponse & { [GENERATION]?: Generation }
+type TrackedResponse = EdgeResponse & { [GENERATION]?: Generation }
 
 /** A response closed: its generation has one request fewer in flight. */
 function settle (this: TrackedResponse): void {
@@ -54,7 +55,9 @@ function settle (this: TrackedResponse): void {
  * the last byte. A keep-alive client then reconnects elsewhere instead of
  * sending its next request to a gateway that is going away.
  */
-function closeWhenDone (res: ServerResponse): void {
+function closeWhenDone (res: EdgeResponse): void {
+  // HTTP/2 has no connection header: its session gets GOAWAY (EdgeServer.goAway).
+  if (isHttp2Response(res)) return
   if (!res.headersSent) {
     res.shouldKeepAlive = false
     res.setHeader('connection', 'close')
@@ -69,7 +72,7 @@ interface Generation {
   app: FastifyInstance
   config: GatewayConfig
   handler: Handler
-  inflight: Set<ServerResponse>
+  inflight: Set<EdgeResponse>
   onDrained?: () => void
 }
 
@@ -102,7 +105,8 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
   /** Generations with requests in flight: the current one and any still draining after a reload. */
   const serving = new Set<Generation>([current])
   let stopping = false
-  const server = createServer(serverOptions(first.config.server.headersTimeout, first.config.server.requestTimeout), (req, res) => {
+  // http, https, or https with h2 beside http/1.1 (server.tls, server.http2).
+  const edge = createEdgeServer(first.config.server, (req, res) => {
     const gen = current
     gen.inflight.add(res)
     // One shared listener (no closure per request); the response remembers its generation.
@@ -112,16 +116,19 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
     if (stopping) closeWhenDone(res)
     gen.handler(req, res)
   })
-  applyServerTimeouts(server, first.config)
-  server.on('clientError', answerClientError)
-  deferContinue(server)
+  const server = edge.server
 
   let admin: FastifyInstance | undefined
+  let redirect: RedirectListener | undefined
   const addresses: string[] = []
   try {
     await listen(server, first.config.server.host, first.config.server.port)
-    addresses.push(formatAddress(server.address()))
+    addresses.push(formatAddress(server.address(), edge.scheme))
     log.info(`listening on ${addresses[0]}`)
+    if (first.config.server.redirectHttpPort > 0) {
+      redirect = await startRedirectListener(first.config.server, (server.address() as AddressInfo).port)
+      addresses.push(`${formatAddress(redirect.address())} (redirects to https)`)
+    }
     if (opts.worker === true) {
       // Constructing one registers prom-client's worker-side IPC listener, which
       // answers the primary's aggregated /metrics from this worker's registry.
@@ -135,6 +142,7 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
     }
   } catch (err) {
     server.close()
+    await redirect?.close()
     await admin?.close()
     await current.app.close()
     await shared.closeAll()
@@ -162,6 +170,13 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
       const now = loaded.config.server
       if (old.host !== now.host || old.port !== now.port) log.warn('server.host/port changes take effect at the next restart')
       next = await buildGeneration(loaded.config, shared, log)
+      try {
+        // Re-read certificate files: new handshakes get them, open connections keep theirs.
+        edge.reload(now, log)
+      } catch (err) {
+        await next.app.close()
+        throw err
+      }
     } catch (err) {
       if (err instanceof ConfigError) {
         for (const p of err.problems) log.error(formatProblem(p))
@@ -174,7 +189,6 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
     const old = current
     current = next
     serving.add(next)
-    applyServerTimeouts(server, next.config)
     log.info({ routes: next.config.routes.length }, 'config reloaded')
     // The old app closes when its last request finishes (bounded); then
     // whatever the new config no longer names is closed too.
@@ -202,11 +216,12 @@ export async function startGateway (opts: StartOptions): Promise<RunningGateway>
       await new Promise<void>(resolve => {
         server.close(() => { resolve() })
         // Keep-alive connections go as soon as they are idle, not at their timeout.
-        server.closeIdleConnections()
-        const sweep = setInterval(() => { server.closeIdleConnections() }, 100)
+        edge.closeIdleConnections()
+        edge.goAway()
+        const sweep = setInterval(() => { edge.closeIdleConnections() }, 100)
         server.once('close', () => { clearInterval(sweep) })
       })
-      await Promise.all([current.app.close(), admin?.close()])
+      await Promise.all([current.app.close(), admin?.close(), redirect?.close()])
       await shared.closeAll()
       await closeDemo()
     },
@@ -234,13 +249,7 @@ async function drain (gen: Generation, timeout: number): Promise<void> {
   })
 }
 
-function applyServerTimeouts (server: Server, config: GatewayConfig): void {
-  server.keepAliveTimeout = config.server.keepAliveTimeout
-  server.requestTimeout = config.server.requestTimeout
-  server.headersTimeout = config.server.headersTimeout
-}
-
-async function listen (server: Server, host: string, port: number): Promise<void> {
+async function listen (server: NetServer, host: string, port: number): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(port, host, () => { server.off('error', reject); resolve() })
@@ -295,9 +304,9 @@ export function handleSignals (gw: RunningGateway): void {
   })
 }
 
-function formatAddress (a: string | AddressInfo | null): string {
+function formatAddress (a: string | AddressInfo | null, scheme = 'http'): string {
   if (a === null) return ''
-  return typeof a === 'string' ? a : `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
+  return typeof a === 'string' ? a : `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
 }
 
 export function readyLine (gw: RunningGateway): string {

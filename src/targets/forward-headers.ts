@@ -71,6 +71,8 @@ export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOp
   for (const name in incoming) {
     const value = incoming[name]
     if (value === undefined || NOT_FORWARDED_UP.has(name)) continue
+    // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) describe the client's stream, not a header to pass on.
+    if (name.charCodeAt(0) === 58 /* : */) continue
     // Identity headers are the gateway's alone; a client must never set them.
     if (name.startsWith('x-auth-')) continue
     // `x_auth_sub` is `x-auth-sub` to upstreams that map header names to
@@ -132,6 +134,7 @@ function setIdentityHeaders (out: Record<string, string | string[]>, identity: I
   out['x-auth-sub'] = headerSafe(identity.sub)
   if (identity.roles.length > 0) out['x-auth-roles'] = headerSafe(identity.roles.join(','))
   if (identity.scopes.length > 0) out['x-auth-scopes'] = headerSafe(identity.scopes.join(' '))
+  if (identity.certFingerprint !== undefined) out['x-auth-cert-fingerprint'] = identity.certFingerprint
 }
 
 const UNSAFE_IN_HEADER = /[^\x20-\x7e]/

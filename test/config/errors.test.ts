@@ -170,7 +170,7 @@ t.test('bad enum value', async t => {
   const { lines, file } = problemsOf({
     'gateway.yaml': BASE.replace('public: { auth: none }', 'public: { auth: magic }'),
   })
-  t.same(lines, [`${file}:5: policies.public.auth: must be one of: none, jwt, apiKey`])
+  t.same(lines, [`${file}:5: policies.public.auth: must be one of: none, jwt, apiKey, mtls`])
 })
 
 t.test('bad HTTP method', async t => {

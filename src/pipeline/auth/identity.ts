@@ -6,6 +6,8 @@ export interface Identity {
   roles: string[]
   scopes: string[]
   claims: Record<string, unknown>
+  /** auth: mtls: SHA-256 of the client certificate's DER, lowercase hex (x-auth-cert-fingerprint upstream). */
+  certFingerprint?: string
 }
 
 declare module 'fastify' {

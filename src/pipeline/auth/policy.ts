@@ -9,6 +9,7 @@ import type { Identity } from './identity.js'
 import { InvalidTokenError, type TokenVerifier } from './jwt.js'
 import type { ApiKeyLookup } from './api-key.js'
 import { identityFromClaims } from './token-identity.js'
+import { clientCertIdentity } from './client-cert.js'
 
 export interface CompiledPolicy {
   name: string
@@ -50,6 +51,7 @@ function compileAuthenticate (policy: PolicyConfig, deps: AuthDeps): CompiledPol
     case 'none': return async () => undefined
     case 'apiKey': return apiKeyAuthenticator(policy.apiKeys, deps.apiKeyLookup(policy.apiKeys))
     case 'jwt': return jwtAuthenticator(deps.tokenVerifier(policy.jwt), policy.jwt.rolesClaim)
+    case 'mtls': return async (request) => clientCertIdentity(request)
   }
 }
 
@@ -101,6 +103,7 @@ function compileAuthorize (policy: PolicyConfig): CompiledPolicy['authorize'] {
   const roles = policy.roles
   const scopes = policy.scopes
   const claims = Object.entries(policy.claims)
+  if (policy.auth === 'mtls' && policy.subjects !== undefined) return subjectsAllowed(new Set(policy.subjects))
   if (roles.length === 0 && scopes.length === 0 && claims.length === 0) return () => {}
   return function authorize (identity) {
     if (roles.length > 0 && !roles.some(r => identity.roles.includes(r))) {
@@ -119,4 +122,11 @@ function compileAuthorize (policy: PolicyConfig): CompiledPolicy['authorize'] {
 function claimMatches (value: unknown, allowed: ClaimValue[]): boolean {
   if (Array.isArray(value)) return value.some(v => allowed.includes(v as ClaimValue))
   return allowed.includes(value as ClaimValue)
+}
+
+/** auth: mtls with `subjects`: the certificate's CN must be one of them (exactly; validation refused roles, scopes and claims there). */
+function subjectsAllowed (subjects: Set<string>): CompiledPolicy['authorize'] {
+  return function authorizeSubject (identity) {
+    if (!subjects.has(identity.sub)) throw new GatewayError('FORBIDDEN', 'the client certificate\'s subject is not one this policy allows')
+  }
 }
