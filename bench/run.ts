@@ -10,7 +10,7 @@
 // the harness works: one short round, one line of output, no figures (two
 // seconds on a busy machine measure nothing) and no results written.
 
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir, cpus } from 'node:os'
@@ -45,7 +45,9 @@ interface Scenario {
   url: (ports: Ports) => string
   headers?: Record<string, string>
   /** Process whose CPU time is charged to this scenario (none: not measured). */
-  proc?: 'gateway' | 'bare' | 'nginx'
+  proc?: 'gateway' | 'bare' | 'nginx' | 'gatewayTls' | 'bareTls'
+  /** autocannon (HTTP/1.1, default) or h2load (HTTP/2, from Debian's nghttp2-client). */
+  driver?: 'h2load'
   connections?: number
   /** Answers other than 2xx are the point of the scenario. */
   expectErrors?: boolean
@@ -53,12 +55,16 @@ interface Scenario {
   needsNginx?: boolean
 }
 
-interface Ports { gateway: number, bare: number, workers: number, nginx: number, slow: number }
+interface Ports { gateway: number, bare: number, workers: number, nginx: number, slow: number, gatewayTls: number, bareTls: number }
 
 interface Sample { rps: number, p50: number, p99: number, errors: number, non2xx: number, cpuUsPerReq: number }
 
 const SECRET = 'bench-secret-0123456789abcdef0123456789'
 const token = createSigner({ key: SECRET, expiresIn: 3_600_000 })({ sub: 'bench-user' })
+
+// h2load keeps this many requests in flight: 10 × 10 = 100 streams.
+const H2_CLIENTS = 10
+const H2_STREAMS = 10
 
 const SCENARIOS: Scenario[] = [
   { name: 'bare', what: 'Fastify + @fastify/http-proxy, nothing else (baseline)', url: p => `http://127.0.0.1:${p.bare}/bare`, proc: 'bare' },
@@ -72,12 +78,21 @@ const SCENARIOS: Scenario[] = [
   { name: 'aggregate-3-slow', what: 'three 50 ms parts, 10 connections', url: p => `http://127.0.0.1:${p.gateway}/agg-slow`, proc: 'gateway', connections: 10 },
   { name: 'breaker-open', what: 'open breaker: 503 fast-fail', url: p => `http://127.0.0.1:${p.gateway}/open`, proc: 'gateway', expectErrors: true },
   { name: 'workers', what: 'the proxy route with workers: auto', url: p => `http://127.0.0.1:${p.workers}/proxy` },
+  // TLS: the gateway with server.tls + http2 beside a Fastify peer configured the same way (ALPN h2 + http/1.1).
+  { name: 'bare-tls', what: 'peer: Fastify + @fastify/http-proxy over TLS, HTTP/1.1 keep-alive', url: p => `https://127.0.0.1:${p.bareTls}/bare`, proc: 'bareTls' },
+  { name: 'proxy-tls', what: 'public proxy route over TLS, HTTP/1.1 keep-alive', url: p => `https://127.0.0.1:${p.gatewayTls}/proxy`, proc: 'gatewayTls' },
+  { name: 'bare-h2', what: `peer over HTTP/2 (h2load, ${H2_CLIENTS} connections × ${H2_STREAMS} streams)`, url: p => `https://127.0.0.1:${p.bareTls}/bare`, proc: 'bareTls', driver: 'h2load' },
+  { name: 'proxy-h2', what: `public proxy route over HTTP/2 (h2load, ${H2_CLIENTS} connections × ${H2_STREAMS} streams)`, url: p => `https://127.0.0.1:${p.gatewayTls}/proxy`, proc: 'gatewayTls', driver: 'h2load' },
 ]
+
+const TLS_SCENARIOS = new Set(['bare-tls', 'proxy-tls', 'bare-h2', 'proxy-h2'])
 
 async function main (): Promise<void> {
   const nginxBin = findNginx()
+  const h2loadBin = findBinary(['/usr/bin/h2load', '/usr/local/bin/h2load'])
   const selected = (args.only !== undefined ? SCENARIOS.filter(s => args.only?.split(',').includes(s.name)) : SCENARIOS)
     .filter(s => s.needsNginx !== true || nginxBin !== undefined)
+    .filter(s => s.driver !== 'h2load' || h2loadBin !== undefined)
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
   const redisUp = await redisAnswers(redisUrl)
   const children: ChildProcess[] = []
@@ -109,8 +124,23 @@ async function main (): Promise<void> {
     if (selected.some(s => s.name === 'workers')) {
       children.push(await startProcess('workers', [join(root, 'dist', 'src', 'main', 'cli.js'), 'start', '--config', writeBenchConfig(workers, fast, slow, dead, redis, 'auto')], { LOG_LEVEL: 'warn' }))
     }
-    const ports: Ports = { gateway, bare, workers, nginx: nginxPort, slow }
-    const pids = { gateway: gatewayProc.pid ?? 0, bare: bareProc.pid ?? 0, nginx: nginxPid }
+    let gatewayTls = 0
+    let bareTls = 0
+    let gatewayTlsPid = 0
+    let bareTlsPid = 0
+    if (selected.some(s => TLS_SCENARIOS.has(s.name))) {
+      const tls = makeCertificate()
+      bareTls = await freePort()
+      const peer = await startProcess('bare-tls', [join(here, 'peers', 'bare-tls.js'), String(bareTls), `http://127.0.0.1:${fast}`, tls.cert, tls.key])
+      children.push(peer)
+      gatewayTls = await freePort()
+      const gw = await startProcess('gateway-tls', [join(root, 'dist', 'src', 'main', 'cli.js'), 'start', '--config', writeBenchConfig(gatewayTls, fast, slow, dead, redis, 1, tls)], { LOG_LEVEL: 'warn' })
+      children.push(gw)
+      gatewayTlsPid = gw.pid ?? 0
+      bareTlsPid = peer.pid ?? 0
+    }
+    const ports: Ports = { gateway, bare, workers, nginx: nginxPort, slow, gatewayTls, bareTls }
+    const pids = { gateway: gatewayProc.pid ?? 0, bare: bareProc.pid ?? 0, nginx: nginxPid, gatewayTls: gatewayTlsPid, bareTls: bareTlsPid }
 
     // Trip the breaker of the dead service before measuring fast-fail.
     for (let i = 0; i < 3; i++) await fetch(`http://127.0.0.1:${gateway}/open`).then(r => r.arrayBuffer(), () => {})
@@ -121,10 +151,13 @@ async function main (): Promise<void> {
     for (let round = 0; round < rounds; round++) {
       for (const s of selected) {
         // A short warm-up so JIT and pools are hot before the measured run.
-        await drive(s.url(ports), s.headers, 1, s.connections)
+        const run = s.driver === 'h2load' && h2loadBin !== undefined
+          ? async (seconds: number) => await driveH2(h2loadBin, s.url(ports), seconds)
+          : async (seconds: number) => await drive(s.url(ports), s.headers, seconds, s.connections)
+        await run(1)
         const pid = s.proc !== undefined ? pids[s.proc] : 0
         const before = cpuMicros(pid)
-        const r = await drive(s.url(ports), s.headers, duration, s.connections)
+        const r = await run(duration)
         const cpu = cpuMicros(pid) - before
         samples.get(s.name)?.push({ ...r, cpuUsPerReq: r.total > 0 ? cpu / r.total : 0 })
         if (!quick) process.stderr.write(`round ${round + 1} ${s.name}: ${Math.round(r.rps)} req/s\n`)
@@ -142,6 +175,30 @@ async function main (): Promise<void> {
   } finally {
     stopAll()
   }
+}
+
+/**
+ * HTTP/2 load with h2load: a fixed number of connections, each with several
+ * concurrent streams. h2load prints no percentiles, so p50/p99 carry its mean
+ * and max request time instead (marked in the table).
+ */
+async function driveH2 (bin: string, url: string, seconds: number): Promise<Sample & { total: number }> {
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(bin, ['-c', String(H2_CLIENTS), '-m', String(H2_STREAMS), '-D', String(seconds), url], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let text = ''
+    child.stdout.on('data', (c: Buffer) => { text += c.toString() })
+    child.stderr.on('data', (c: Buffer) => { text += c.toString() })
+    child.once('error', reject)
+    child.once('exit', () => { resolve(text) })
+  })
+  const num = (re: RegExp): number => Number(re.exec(out)?.[1] ?? NaN)
+  const ms = (v: string | undefined): number => v === undefined ? NaN : v.endsWith('us') ? parseFloat(v) / 1000 : v.endsWith('ms') ? parseFloat(v) : parseFloat(v) * 1000
+  const times = /time for request:\s+(\S+)\s+(\S+)\s+(\S+)/.exec(out)
+  const done = num(/requests: \d+ total, \d+ started, (\d+) done/)
+  const ok = num(/status codes: (\d+) 2xx/)
+  const failed = num(/(\d+) failed/) + num(/(\d+) errored/) + num(/(\d+) timeout/)
+  if (!Number.isFinite(done)) throw new Error(`h2load printed no summary: ${out.slice(-500)}`)
+  return { rps: num(/finished in [\d.]+m?s, ([\d.]+) req\/s/), p50: ms(times?.[3]), p99: ms(times?.[2]), errors: failed, non2xx: done - ok, cpuUsPerReq: 0, total: done }
 }
 
 async function drive (url: string, headers: Record<string, string> | undefined, seconds: number, conns = connections): Promise<Sample & { total: number }> {
@@ -205,7 +262,9 @@ function report (scenarios: Scenario[], samples: Map<string, Sample[]>, meta: Re
   console.log(`- aggregate-3-slow p50 / upstream p50 = ${slowDirect !== undefined && slowAgg !== undefined && slowDirect > 0 ? (slowAgg / slowDirect).toFixed(2) : '-'} (goal ≤ 1.1)`)
   console.log(`- breaker-open / bare = ${ratio('breaker-open', 'bare')} (goal ≥ 3)`)
   console.log(`- workers / proxy = ${ratio('workers', 'proxy')} (goal ≥ 1.5)`)
-  console.log('\nbreaker-open answers are 503 by design (counted as non-2xx). CPU µs/req is the serving process\'s user+system time per request (not measured for workers and the direct upstream).')
+  console.log(`- proxy-tls / bare-tls = ${ratio('proxy-tls', 'bare-tls')} (goal ≥ 1.0); proxy-h2 / bare-h2 = ${ratio('proxy-h2', 'bare-h2')} (goal ≥ 1.0)`)
+  console.log('\nFor the h2load scenarios (bare-h2, proxy-h2), p50 and p99 are h2load\'s mean and max request time (it prints no percentiles).')
+  console.log('breaker-open answers are 503 by design (counted as non-2xx). CPU µs/req is the serving process\'s user+system time per request (not measured for workers and the direct upstream).')
   mkdirSync(resultsDir, { recursive: true })
   writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify({ at: new Date().toISOString(), node: process.version, ...meta, rows }, null, 2) + '\n')
   writeFileSync(join(resultsDir, 'latest.svg'), chart(rows))
@@ -237,12 +296,13 @@ function chart (rows: Array<{ scenario: string, rps: number, rpsMin: number, rps
 `
 }
 
-function writeBenchConfig (gatewayPort: number, fastPort: number, slowPort: number, deadPort: number, redisUrl: string, workers: number | 'auto'): string {
+function writeBenchConfig (gatewayPort: number, fastPort: number, slowPort: number, deadPort: number, redisUrl: string, workers: number | 'auto', tls?: Certificate): string {
   const dir = mkdtempSync(join(tmpdir(), 'portico-bench-'))
   const file = join(dir, 'gateway.yaml')
   const up = `http://127.0.0.1:${fastPort}`
   const slowUp = `http://127.0.0.1:${slowPort}`
-  writeFileSync(file, `server: { host: 127.0.0.1, port: ${gatewayPort}, workers: ${workers} }
+  const edge = tls === undefined ? '' : `, tls: { cert: "${tls.cert}", key: "${tls.key}" }, http2: true`
+  writeFileSync(file, `server: { host: 127.0.0.1, port: ${gatewayPort}, workers: ${workers}${edge} }
 redis: { url: "${redisUrl}", keyPrefix: "portico-bench-${process.pid}:" }
 auth:
   jwt: { secret: ${SECRET}, algorithms: [HS256] }
@@ -289,6 +349,22 @@ async function startProcess (name: string, argv: string[], env: Record<string, s
   })
   child.stdout?.resume()
   return child
+}
+
+interface Certificate { cert: string, key: string }
+
+/** A throwaway self-signed P-256 certificate for 127.0.0.1 (both TLS listeners use the same one). */
+function makeCertificate (): Certificate {
+  const dir = mkdtempSync(join(tmpdir(), 'portico-bench-tls-'))
+  const cert = join(dir, 'server.crt')
+  const key = join(dir, 'server.key')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+  return { cert, key }
+}
+
+function findBinary (candidates: string[]): string | undefined {
+  return candidates.find(c => existsSync(c))
 }
 
 function findNginx (): string | undefined {
