@@ -5,7 +5,8 @@
 // @fastify/http-proxy baseline, and drives each scenario with autocannon.
 // Rounds are interleaved (A B C … A B C …) because absolute numbers on a
 // shared 2-core machine drift between minutes while ratios within one round
-// hold. Prints a markdown table and writes bench/results/latest.json and
+// hold; a scenario that names a `peer` (compress-1mb) shares its round with
+// it in alternating slices, since its goal is a ratio to that peer. Prints a markdown table and writes bench/results/latest.json and
 // bench/results/latest.svg. --quick (what `npm test` runs) only checks that
 // the harness works: one short round, one line of output, no figures (two
 // seconds on a busy machine measure nothing) and no results written.
@@ -20,6 +21,8 @@ import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { createSigner } from 'fast-jwt'
 import { Redis } from 'ioredis'
+import { get as httpGet, type IncomingMessage } from 'node:http'
+import { gunzipSync } from 'node:zlib'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..', '..')
@@ -45,7 +48,7 @@ interface Scenario {
   url: (ports: Ports) => string
   headers?: Record<string, string>
   /** Process whose CPU time is charged to this scenario (none: not measured). */
-  proc?: 'gateway' | 'bare' | 'nginx' | 'gatewayTls' | 'bareTls'
+  proc?: 'gateway' | 'bare' | 'nginx' | 'compress' | 'gatewayTls' | 'bareTls'
   /** autocannon (HTTP/1.1, default) or h2load (HTTP/2, from Debian's nghttp2-client). */
   driver?: 'h2load'
   connections?: number
@@ -53,9 +56,11 @@ interface Scenario {
   expectErrors?: boolean
   /** Only when nginx is installed. */
   needsNginx?: boolean
+  /** The scenario it is compared with, run whenever this one is (`--only compress-1mb` runs its peer too). */
+  peer?: string
 }
 
-interface Ports { gateway: number, bare: number, workers: number, nginx: number, slow: number, gatewayTls: number, bareTls: number }
+interface Ports { gateway: number, bare: number, workers: number, nginx: number, slow: number, compress: number, gatewayTls: number, bareTls: number }
 
 interface Sample { rps: number, p50: number, p99: number, errors: number, non2xx: number, cpuUsPerReq: number }
 
@@ -78,11 +83,14 @@ const SCENARIOS: Scenario[] = [
   { name: 'aggregate-3-slow', what: 'three 50 ms parts, 10 connections', url: p => `http://127.0.0.1:${p.gateway}/agg-slow`, proc: 'gateway', connections: 10 },
   { name: 'breaker-open', what: 'open breaker: 503 fast-fail', url: p => `http://127.0.0.1:${p.gateway}/open`, proc: 'gateway', expectErrors: true },
   { name: 'workers', what: 'the proxy route with workers: auto', url: p => `http://127.0.0.1:${p.workers}/proxy` },
+  // A gateway of its own (server.compression: gzip), so the other scenarios carry no compression hook.
+  { name: 'compress-1mb', what: '1 MB JSON answer gzipped (server.compression), 10 connections', url: p => `http://127.0.0.1:${p.compress}/compress`, headers: { 'accept-encoding': 'gzip' }, proc: 'compress', connections: 10, peer: 'compress-1mb-peer' },
+  { name: 'compress-1mb-peer', what: 'peer: Fastify + @fastify/http-proxy + @fastify/compress, same answer, gzip, 10 connections', url: p => `http://127.0.0.1:${p.bare}/compress`, headers: { 'accept-encoding': 'gzip' }, proc: 'bare', connections: 10 },
   // TLS: the gateway with server.tls + http2 beside a Fastify peer configured the same way (ALPN h2 + http/1.1).
+  { name: 'proxy-tls', what: 'public proxy route over TLS, HTTP/1.1 keep-alive', url: p => `https://127.0.0.1:${p.gatewayTls}/proxy`, proc: 'gatewayTls', peer: 'bare-tls' },
   { name: 'bare-tls', what: 'peer: Fastify + @fastify/http-proxy over TLS, HTTP/1.1 keep-alive', url: p => `https://127.0.0.1:${p.bareTls}/bare`, proc: 'bareTls' },
-  { name: 'proxy-tls', what: 'public proxy route over TLS, HTTP/1.1 keep-alive', url: p => `https://127.0.0.1:${p.gatewayTls}/proxy`, proc: 'gatewayTls' },
+  { name: 'proxy-h2', what: `public proxy route over HTTP/2 (h2load, ${H2_CLIENTS} connections × ${H2_STREAMS} streams)`, url: p => `https://127.0.0.1:${p.gatewayTls}/proxy`, proc: 'gatewayTls', driver: 'h2load', peer: 'bare-h2' },
   { name: 'bare-h2', what: `peer over HTTP/2 (h2load, ${H2_CLIENTS} connections × ${H2_STREAMS} streams)`, url: p => `https://127.0.0.1:${p.bareTls}/bare`, proc: 'bareTls', driver: 'h2load' },
-  { name: 'proxy-h2', what: `public proxy route over HTTP/2 (h2load, ${H2_CLIENTS} connections × ${H2_STREAMS} streams)`, url: p => `https://127.0.0.1:${p.gatewayTls}/proxy`, proc: 'gatewayTls', driver: 'h2load' },
 ]
 
 const TLS_SCENARIOS = new Set(['bare-tls', 'proxy-tls', 'bare-h2', 'proxy-h2'])
@@ -90,7 +98,9 @@ const TLS_SCENARIOS = new Set(['bare-tls', 'proxy-tls', 'bare-h2', 'proxy-h2'])
 async function main (): Promise<void> {
   const nginxBin = findNginx()
   const h2loadBin = findBinary(['/usr/bin/h2load', '/usr/local/bin/h2load'])
-  const selected = (args.only !== undefined ? SCENARIOS.filter(s => args.only?.split(',').includes(s.name)) : SCENARIOS)
+  const only = args.only?.split(',')
+  if (only !== undefined) for (const s of SCENARIOS) if (only.includes(s.name) && s.peer !== undefined) only.push(s.peer)
+  const selected = (only !== undefined ? SCENARIOS.filter(s => only.includes(s.name)) : SCENARIOS)
     .filter(s => s.needsNginx !== true || nginxBin !== undefined)
     .filter(s => s.driver !== 'h2load' || h2loadBin !== undefined)
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -113,7 +123,7 @@ async function main (): Promise<void> {
       nginxPid = nginx.pid ?? 0
     }
     const bare = await freePort()
-    const bareProc = await startProcess('bare', [join(here, 'peers', 'bare.js'), String(bare), `http://127.0.0.1:${fast}`])
+    const bareProc = await startProcess('bare', [join(here, 'peers', 'bare.js'), String(bare), `http://127.0.0.1:${fast}`, `http://127.0.0.1:${slow}`])
     children.push(bareProc)
     const gateway = await freePort()
     const dead = await freePort()
@@ -123,6 +133,13 @@ async function main (): Promise<void> {
     const workers = await freePort()
     if (selected.some(s => s.name === 'workers')) {
       children.push(await startProcess('workers', [join(root, 'dist', 'src', 'main', 'cli.js'), 'start', '--config', writeBenchConfig(workers, fast, slow, dead, redis, 'auto')], { LOG_LEVEL: 'warn' }))
+    }
+    const compress = await freePort()
+    let compressPid = 0
+    if (selected.some(s => s.name === 'compress-1mb')) {
+      const proc = await startProcess('compress', [join(root, 'dist', 'src', 'main', 'cli.js'), 'start', '--config', writeCompressConfig(compress, slow)], { LOG_LEVEL: 'warn' })
+      children.push(proc)
+      compressPid = proc.pid ?? 0
     }
     let gatewayTls = 0
     let bareTls = 0
@@ -139,8 +156,10 @@ async function main (): Promise<void> {
       gatewayTlsPid = gw.pid ?? 0
       bareTlsPid = peer.pid ?? 0
     }
-    const ports: Ports = { gateway, bare, workers, nginx: nginxPort, slow, gatewayTls, bareTls }
-    const pids = { gateway: gatewayProc.pid ?? 0, bare: bareProc.pid ?? 0, nginx: nginxPid, gatewayTls: gatewayTlsPid, bareTls: bareTlsPid }
+    const ports: Ports = { gateway, bare, workers, nginx: nginxPort, slow, compress, gatewayTls, bareTls }
+    const pids = { gateway: gatewayProc.pid ?? 0, bare: bareProc.pid ?? 0, nginx: nginxPid, compress: compressPid, gatewayTls: gatewayTlsPid, bareTls: bareTlsPid }
+    // A compression scenario that got identity would measure the wrong thing.
+    for (const s of selected.filter(x => x.name.startsWith('compress-1mb'))) await expectGzip(s.name, s.url(ports))
 
     // Trip the breaker of the dead service before measuring fast-fail.
     for (let i = 0; i < 3; i++) await fetch(`http://127.0.0.1:${gateway}/open`).then(r => r.arrayBuffer(), () => {})
@@ -148,19 +167,44 @@ async function main (): Promise<void> {
     if (!quick) console.log(`# Portico bench — ${new Date().toISOString()}`)
     if (!quick) console.log(`node ${process.version}, ${cpus().length} cores, ${connections} connections, ${duration}s per run, ${rounds} round(s) interleaved, Redis ${redisUp ? 'up' : 'not reachable (local limiter)'}, gateway LOG_LEVEL=warn\n`)
     const samples = new Map<string, Sample[]>(selected.map(s => [s.name, []]))
+    // h2load for the HTTP/2 scenarios, autocannon for the rest.
+    const load = async (s: Scenario, seconds: number): Promise<Sample & { total: number }> =>
+      s.driver === 'h2load' && h2loadBin !== undefined ? await driveH2(h2loadBin, s.url(ports), seconds) : await drive(s.url(ports), s.headers, seconds, s.connections)
+    const measure = async (s: Scenario, seconds: number): Promise<Sample & { total: number }> => {
+      const pid = s.proc !== undefined ? pids[s.proc] : 0
+      const before = cpuMicros(pid)
+      const r = await load(s, seconds)
+      const cpu = cpuMicros(pid) - before
+      return { ...r, cpuUsPerReq: r.total > 0 ? cpu / r.total : 0 }
+    }
     for (let round = 0; round < rounds; round++) {
+      const ranWithPartner = new Set<string>()
       for (const s of selected) {
+        if (ranWithPartner.has(s.name)) continue
+        const peer = s.peer !== undefined ? selected.find(x => x.name === s.peer) : undefined
         // A short warm-up so JIT and pools are hot before the measured run.
-        const run = s.driver === 'h2load' && h2loadBin !== undefined
-          ? async (seconds: number) => await driveH2(h2loadBin, s.url(ports), seconds)
-          : async (seconds: number) => await drive(s.url(ports), s.headers, seconds, s.connections)
-        await run(1)
-        const pid = s.proc !== undefined ? pids[s.proc] : 0
-        const before = cpuMicros(pid)
-        const r = await run(duration)
-        const cpu = cpuMicros(pid) - before
-        samples.get(s.name)?.push({ ...r, cpuUsPerReq: r.total > 0 ? cpu / r.total : 0 })
-        if (!quick) process.stderr.write(`round ${round + 1} ${s.name}: ${Math.round(r.rps)} req/s\n`)
+        await load(s, 1)
+        if (peer === undefined) {
+          const r = await measure(s, duration)
+          samples.get(s.name)?.push(r)
+          if (!quick) process.stderr.write(`round ${round + 1} ${s.name}: ${Math.round(r.rps)} req/s\n`)
+          continue
+        }
+        // A scenario and its peer share the round in alternating slices (A B B A A B B A): on a
+        // shared machine a burst of other work then lands on both, not on one of them.
+        ranWithPartner.add(peer.name)
+        await load(peer, 1)
+        const slices = quick ? 1 : 4
+        const mine: Array<Sample & { total: number }> = []
+        const theirs: Array<Sample & { total: number }> = []
+        for (let i = 0; i < slices * 2; i++) {
+          const first = i % 4 === 0 || i % 4 === 3
+          if (first) mine.push(await measure(s, duration / slices))
+          else theirs.push(await measure(peer, duration / slices))
+        }
+        samples.get(s.name)?.push(mergeSlices(mine))
+        samples.get(peer.name)?.push(mergeSlices(theirs))
+        if (!quick) process.stderr.write(`round ${round + 1} ${s.name}: ${Math.round(mergeSlices(mine).rps)} req/s, ${peer.name}: ${Math.round(mergeSlices(theirs).rps)} req/s\n`)
       }
     }
     const rows = report(selected, samples, { redis: redisUp, nginx: nginxBin !== undefined, duration, rounds, connections })
@@ -214,6 +258,20 @@ async function drive (url: string, headers: Record<string, string> | undefined, 
   }
 }
 
+/** Slices of one scenario's round as one sample: rates and CPU over the whole, latencies the median slice's. */
+function mergeSlices (xs: Array<Sample & { total: number }>): Sample & { total: number } {
+  const total = xs.reduce((a, x) => a + x.total, 0)
+  return {
+    rps: median(xs.map(x => x.rps)),
+    p50: median(xs.map(x => x.p50)),
+    p99: median(xs.map(x => x.p99)),
+    errors: xs.reduce((a, x) => a + x.errors, 0),
+    non2xx: xs.reduce((a, x) => a + x.non2xx, 0),
+    cpuUsPerReq: total > 0 ? xs.reduce((a, x) => a + x.cpuUsPerReq * x.total, 0) / total : 0,
+    total,
+  }
+}
+
 function median (xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
@@ -263,6 +321,13 @@ function report (scenarios: Scenario[], samples: Map<string, Sample[]>, meta: Re
   console.log(`- breaker-open / bare = ${ratio('breaker-open', 'bare')} (goal ≥ 3)`)
   console.log(`- workers / proxy = ${ratio('workers', 'proxy')} (goal ≥ 1.5)`)
   console.log(`- proxy-tls / bare-tls = ${ratio('proxy-tls', 'bare-tls')} (goal ≥ 1.0); proxy-h2 / bare-h2 = ${ratio('proxy-h2', 'bare-h2')} (goal ≥ 1.0)`)
+  const p50Ratio = (a: string, b: string): string => {
+    const ra = samples.get(a) ?? []
+    const rb = samples.get(b) ?? []
+    const xs = ra.map((x, i) => (rb[i] !== undefined && rb[i].p50 > 0 ? x.p50 / rb[i].p50 : NaN)).filter(Number.isFinite)
+    return xs.length > 0 ? `${median(xs).toFixed(2)} (rounds: ${xs.map(x => x.toFixed(2)).join(', ')})` : '-'
+  }
+  console.log(`- compress-1mb p50 / compress-1mb-peer p50 = ${p50Ratio('compress-1mb', 'compress-1mb-peer')} (goal ≤ 1.0)`)
   console.log('\nFor the h2load scenarios (bare-h2, proxy-h2), p50 and p99 are h2load\'s mean and max request time (it prints no percentiles).')
   console.log('breaker-open answers are 503 by design (counted as non-2xx). CPU µs/req is the serving process\'s user+system time per request (not measured for workers and the direct upstream).')
   mkdirSync(resultsDir, { recursive: true })
@@ -334,6 +399,33 @@ routes:
   - { id: open, path: /open, policy: public, proxy: { service: dead, path: /json } }
 `)
   return file
+}
+
+/** The compress-1mb gateway: one route to the node upstream's 1 MB JSON, gzip as its peer is configured. */
+function writeCompressConfig (gatewayPort: number, upstreamPort: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'portico-bench-compress-'))
+  const file = join(dir, 'gateway.yaml')
+  writeFileSync(file, `server: { host: 127.0.0.1, port: ${gatewayPort}, compression: { encodings: [gzip], threshold: 1kb } }
+policies:
+  public: { auth: none }
+services:
+  big: { urls: [http://127.0.0.1:${upstreamPort}], timeout: 5s, maxResponseSize: 4mb }
+routes:
+  - { id: compress, path: /compress, policy: public, proxy: { service: big, path: /big } }
+`)
+  return file
+}
+
+/** Refuses to measure a compression scenario whose answer is not gzip or does not decode to the 1 MB body. */
+async function expectGzip (name: string, url: string): Promise<void> {
+  const res = await new Promise<IncomingMessage>((resolve, reject) => { httpGet(url, { headers: { 'accept-encoding': 'gzip' } }, resolve).on('error', reject) })
+  const chunks: Buffer[] = []
+  for await (const c of res) chunks.push(c as Buffer)
+  const raw = Buffer.concat(chunks)
+  if (res.headers['content-encoding'] !== 'gzip') throw new Error(`${name}: expected a gzip answer, got content-encoding ${String(res.headers['content-encoding'])}`)
+  const size = gunzipSync(raw).length
+  if (size !== 1024 * 1024) throw new Error(`${name}: the answer decodes to ${size} bytes, not 1 MB`)
+  if (!quick) console.log(`${name}: gzip, ${raw.length} bytes on the wire for 1 MB`)
 }
 
 async function startProcess (name: string, argv: string[], env: Record<string, string> = {}): Promise<ChildProcess> {

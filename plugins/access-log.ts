@@ -5,6 +5,7 @@
 // keys or tokens.
 
 import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -20,16 +21,27 @@ export default fp(async function accessLog (app) {
   app.addHook('onResponse', (request, reply, done) => {
     // Below info (LOG_LEVEL=warn) the line is never built.
     if (QUIETER_THAN_INFO.has(request.log.level)) { done(); return }
-    const q = request.url.indexOf('?')
-    const sub = request.auth?.sub
-    request.log.info({
-      route: request.routeOptions.config.routeId,
-      method: request.method,
-      path: q === -1 ? request.url : request.url.slice(0, q),
-      ...(sub !== undefined ? { sub } : {}),
-      status: reply.statusCode,
-      ms: Math.round(reply.elapsedTime * 10) / 10,
-    }, 'request')
+    logRequest(request, reply.statusCode, reply.elapsedTime)
+    done()
+  })
+  // A client that hung up before its answer gets no onResponse: its line says
+  // 499 (client closed request, as nginx logs it), so it is not invisible.
+  app.addHook('onRequestAbort', (request, done) => {
+    if (!QUIETER_THAN_INFO.has(request.log.level)) logRequest(request, 499, undefined)
     done()
   })
 }, { name: 'portico-access-log' })
+
+/** `elapsedMs` is absent for a hang-up: Fastify times the reply, and there was none. */
+function logRequest (request: FastifyRequest, status: number, elapsedMs: number | undefined): void {
+  const q = request.url.indexOf('?')
+  const sub = request.auth?.sub
+  request.log.info({
+    route: request.routeOptions.config.routeId,
+    method: request.method,
+    path: q === -1 ? request.url : request.url.slice(0, q),
+    ...(sub !== undefined ? { sub } : {}),
+    status,
+    ...(elapsedMs !== undefined ? { ms: Math.round(elapsedMs * 10) / 10 } : {}),
+  }, 'request')
+}

@@ -6,6 +6,7 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { GatewayError, PROBLEM_CONTENT_TYPE, problemBody, type ErrorCode } from '../src/util/errors.js'
 import { MAX_VALIDATION_ERRORS, boundedField } from '../src/pipeline/validation/validators.js'
+import { ClientGone } from '../src/util/cancellation.js'
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
@@ -69,6 +70,9 @@ export function sendProblem (request: FastifyRequest, reply: FastifyReply, error
 
 export default fp(async function errorHandler (app) {
   app.setErrorHandler(function handleError (err, request, reply) {
+    // Nobody is left to read an answer: 499 (as nginx logs it) marks the
+    // request in the access log and metrics; it is not a gateway failure.
+    if (err instanceof ClientGone) return reply.code(499).send()
     const error = toGatewayError(err)
     // An open breaker refuses every call by design; its state changes are
     // logged once by the breaker, not once per refused request.

@@ -24,8 +24,16 @@ export function framingProblem (req: IncomingMessage): string | undefined {
   if (hosts > 1) return 'more than one Host header'
   const host = req.headers.host
   if (host === undefined) return req.httpVersionMinor >= 1 ? 'an HTTP/1.1 request needs a Host header' : undefined
-  if (!HOST.test(host)) return 'the Host header is not a valid host[:port]'
+  if (!HOST.test(host) || portTooLarge(host)) return 'the Host header is not a valid host[:port]'
   return undefined
+}
+
+/** A five-digit port above 65535 (the grammar allows the digits; no TCP port has them). */
+function portTooLarge (host: string): boolean {
+  const port = host.slice(host.lastIndexOf(':') + 1)
+  // Only a port of exactly five digits can be too large. A tail from inside an
+  // IPv6 literal ("ffff]") sorts above '99999', so it is never taken for one.
+  return port.length === 5 && port > '65535' && port <= '99999'
 }
 
 export default fp(async function requestFraming (app) {

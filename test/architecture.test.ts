@@ -54,7 +54,7 @@ t.test('each forbidden import fails the rule that names it', async t => {
         'proxy.ts': ts("import { here as s } from './command.js'\nvoid s"),
         'command.ts': ts("import { here as p } from './proxy.js'\nimport { here as s } from '../main/server.js'\nvoid p\nvoid s"),
         'aggregate.ts': ts("import { here as r } from '../gateway/route-plan.js'\nvoid r"),
-        'produced.ts': ts("import { here as m } from './missing.js'\nvoid m")
+        'target.ts': ts("import { here as m } from './missing.js'\nvoid m")
       },
       gateway: { 'route-plan.ts': ts("import { here as a } from '../../plugins/request-id.js'\nvoid a") },
       pipeline: { auth: { 'jwt.ts': ts("import { here as a } from '../../../plugins/request-id.js'\nvoid a") } }
@@ -72,7 +72,7 @@ t.test('each forbidden import fails the rule that names it', async t => {
   t.match(out, violation('nothing-imports-entry', 'src/targets/command.ts', 'src/main/server.ts'))
   t.match(out, violation('stages-not-to-gateway-or-entry', 'src/targets/aggregate.ts', 'src/gateway/route-plan.ts'))
   t.match(out, violation('src-not-to-plugins', 'src/pipeline/auth/jwt.ts', 'plugins/request-id.ts'))
-  t.match(out, violation('not-to-unresolvable', 'src/targets/produced.ts', './missing.js'))
+  t.match(out, violation('not-to-unresolvable', 'src/targets/target.ts', './missing.js'))
   t.match(out, /warn no-orphans: src\/util\/orphan\.ts/)
   // What the layers allow stays allowed: config → util, util → errors,
   // the gateway → plugins, plugins → src.

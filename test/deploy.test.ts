@@ -9,14 +9,14 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseAllDocuments } from 'yaml'
-import { loadConfig } from '../src/config/validate.js'
+import { loadConfig } from '../src/config/index.js'
 import { ConfigError } from '../src/config/problems.js'
 import { writeConfigFiles } from './helpers/gateway.js'
 
 const ROOT = join(import.meta.dirname, '..')
 
 // The manifests are plain data; `any` keeps the walking short.
-type Doc = any // eslint-disable-line @typescript-eslint/no-explicit-any
+type Doc = any
 
 const text = readFileSync(join(ROOT, 'deploy/kubernetes.yaml'), 'utf8')
 const parsed = parseAllDocuments(text)

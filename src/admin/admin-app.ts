@@ -8,7 +8,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { GatewayError } from '../util/errors.js'
 import requestId, { genRequestId } from '../../plugins/request-id.js'
 import errorHandler from '../../plugins/error-handler.js'
-import type { GatewayConfig } from '../config/types.js'
+import type { GatewayConfig, PolicyConfig } from '../config/types.js'
 import { compileRouteValidator } from '../pipeline/validation/validators.js'
 import { STATUS_PAGE } from './status-page.js'
 
@@ -105,10 +105,15 @@ export function effectiveConfig (config: GatewayConfig): unknown {
       ...(jwt !== undefined ? { jwt: { ...jwt, secret: mask(jwt.secret), ...(jwt.publicKey !== undefined ? { publicKey: '(PEM, ' + String(jwt.publicKeyFile) + ')' } : {}) } } : {}),
       ...(apiKeys !== undefined ? { apiKeys: { header: apiKeys.header, keys: apiKeys.keys.map(k => ({ ...k, key: '***' })) } } : {}),
     },
-    policies: Object.fromEntries(config.policies),
+    policies: Object.fromEntries([...config.policies].map(([name, policy]) => [name, shownPolicy(policy)])),
     services: Object.fromEntries(config.services),
     routes: config.routes.map(r => r.plugins === undefined ? r : { ...r, plugins: r.plugins.names }),
   }
+}
+
+/** A policy's kind and rules; what it verifies with (auth.jwt, auth.apiKeys) is shown, masked, under auth. */
+function shownPolicy ({ name, auth, roles, scopes, claims, forwardAuthorization, rateLimit }: PolicyConfig): unknown {
+  return { name, auth, roles, scopes, claims, forwardAuthorization, ...(rateLimit !== undefined ? { rateLimit } : {}) }
 }
 
 function mask (secret: string | undefined): string | undefined {

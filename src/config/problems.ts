@@ -34,6 +34,9 @@ export function displayFile (file: string): string {
 
 export type FieldPath = ReadonlyArray<string | number>
 
+/** Reports a problem at a field of the combined config; a warning does not stop the gateway. */
+export type At = (path: FieldPath, message: string, warning?: boolean) => void
+
 export function formatPath (path: FieldPath): string {
   let out = ''
   for (const part of path) {

@@ -2,11 +2,14 @@
 // are numbers, defaults are filled in, references are known to resolve.
 
 import type { RouteStageHooks } from './route-hooks.js'
-import type { HTTP_METHODS, JWT_ALGORITHMS } from './schema.js'
+import type { HttpMethod, JwtAlgorithm, RateLimitKey } from './schema.js'
+import type { CorsConfig } from './cors.js'
+import type { CompressionConfig } from './compression.js'
 import type { ActiveHealthOptions, BreakerOptions, PassiveHealthOptions } from './service-options.js'
+import type { RouteTarget } from './targets.js'
 
-export type HttpMethod = typeof HTTP_METHODS[number]
-export type JwtAlgorithm = typeof JWT_ALGORITHMS[number]
+export type { HttpMethod, JwtAlgorithm, RateLimitKey }
+export type { AggregatePartConfig, AggregateTarget, CommandTarget, ProxyTarget, RouteTarget, TargetKind } from './targets.js'
 
 export interface SourceLocation {
   file: string
@@ -26,6 +29,8 @@ export interface ServerConfig {
   workers: number
   /** How request paths are normalised before matching and forwarding (src/pipeline/paths/normalise.ts). */
   paths: PathRules
+  /** Response compression (src/config/compression.ts); absent: off. */
+  compression?: CompressionConfig
 }
 
 export interface PathRules {
@@ -80,12 +85,16 @@ export interface ApiKeyConfig {
   scopes: string[]
 }
 
-export interface AuthConfig {
-  jwt?: JwtConfig
-  apiKeys?: { header: string, keys: ApiKeyConfig[] }
+export interface ApiKeysConfig {
+  /** Lower-cased. */
+  header: string
+  keys: ApiKeyConfig[]
 }
 
-export type RateLimitKey = 'ip' | 'user' | `header:${string}`
+export interface AuthConfig {
+  jwt?: JwtConfig
+  apiKeys?: ApiKeysConfig
+}
 
 export interface RateLimitConfig {
   max: number
@@ -95,15 +104,28 @@ export interface RateLimitConfig {
 
 export type ClaimValue = string | number | boolean
 
-export interface PolicyConfig {
+export interface PolicyRules {
   name: string
-  auth: 'none' | 'jwt' | 'apiKey'
   roles: string[]
   scopes: string[]
   claims: Record<string, ClaimValue[]>
   forwardAuthorization: boolean
   rateLimit?: RateLimitConfig
 }
+
+/**
+ * How a policy authenticates, one member per `auth:` value (AUTH_KINDS in
+ * schema.ts), each carrying what it verifies with: the gateway's auth
+ * section, which validation made sure is set. These hold secrets: the admin
+ * view shows a policy's rules and kind only.
+ */
+export type PolicyAuth =
+  | { auth: 'none' }
+  | { auth: 'jwt', jwt: JwtConfig }
+  | { auth: 'apiKey', apiKeys: ApiKeysConfig }
+
+export type PolicyConfig = PolicyRules & PolicyAuth
+export type AuthKind = PolicyAuth['auth']
 
 export interface ServiceConfig {
   name: string
@@ -117,25 +139,6 @@ export interface ServiceConfig {
   connections: number
   /** Largest upstream body an aggregate part buffers. */
   maxResponseSize: number
-}
-
-export interface ProxyTargetConfig {
-  service: string
-  /** Upstream path template; absent: the incoming path is forwarded unchanged. */
-  path?: string
-}
-
-export interface AggregatePartConfig {
-  name: string
-  service: string
-  path: string
-  query: Record<string, string>
-  headers: Record<string, string>
-  /** The part's own timeout, else its service's. */
-  timeout: number
-  optional: boolean
-  fallback: unknown
-  pick?: string[]
 }
 
 export interface RouteCacheConfig {
@@ -164,12 +167,6 @@ export interface PublishConfig {
   from: 'response' | 'request'
 }
 
-export interface CommandConfig {
-  stream: string
-  type: string
-  statusPath?: string
-}
-
 export interface EventsConfig {
   /** undefined: no publish/command routes may exist. */
   sink?: 'redis' | 'memory'
@@ -194,16 +191,16 @@ export interface RouteConfig {
   /** The route's own limit, else its policy's. */
   rateLimit?: RateLimitConfig
   schema?: RouteSchema
-  proxy?: ProxyTargetConfig
-  /** Parts in declaration order. */
-  aggregate?: AggregatePartConfig[]
+  /** What the route answers with: exactly one target, told apart by `kind`. */
+  target: RouteTarget
   cache?: RouteCacheConfig
   /** Tag templates purged after a 2xx answer. */
   invalidates?: string[]
   publish?: PublishConfig
-  command?: CommandConfig
   /** The route's plugins (gateway-wide and its own), compiled; absent when it has none. */
   plugins?: RouteStageHooks
+  /** The route's own CORS policy (replacing the gateway's) or false; absent: the gateway's. */
+  cors?: CorsConfig | false
   source: SourceLocation
 }
 
@@ -222,43 +219,6 @@ export interface GatewayConfig {
   policies: Map<string, PolicyConfig>
   services: Map<string, ServiceConfig>
   routes: RouteConfig[]
+  /** Gateway-wide CORS; absent: no CORS headers (src/config/cors.ts). */
+  cors?: CorsConfig
 }
-
-export const DEFAULTS = {
-  server: {
-    host: '0.0.0.0',
-    port: 8080,
-    bodyLimit: 1024 * 1024,
-    trustProxy: false,
-    shutdownTimeout: 10_000,
-    requestTimeout: 30_000,
-    headersTimeout: 10_000,
-    // Longer than the 60 s idle timeout of common load balancers, so the
-    // gateway never closes a connection the balancer is about to reuse.
-    keepAliveTimeout: 72_000,
-    workers: 1,
-    paths: { mergeSlashes: true, escapedSlashes: 'reject', backslashes: 'reject', pathParameters: 'reject', caseInsensitive: false } as PathRules,
-  },
-  service: {
-    timeout: 10_000,
-    retries: 0,
-    connections: 128,
-    maxResponseSize: 1024 * 1024,
-    breaker: { errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeout: 10_000, rollingCountTimeout: 10_000 },
-    passiveHealth: { failures: 3, ejectFor: 10_000 },
-    healthCheckTimeout: 2_000,
-  },
-  redis: { keyPrefix: 'portico:' },
-  cache: { maxEntries: 10_000, maxBytes: 64 * 1024 * 1024, timeout: 50, near: true },
-  events: { maxLen: 100_000, idempotencyWindow: 86_400_000, publishRetries: 3 },
-  jwt: {
-    algorithms: ['HS256'] as JwtAlgorithm[],
-    clockTolerance: 5_000,
-    rolesClaim: 'roles',
-    jwksCacheTtl: 600_000,
-    jwksMinRefetchInterval: 30_000,
-    requireExp: true,
-  },
-  apiKeys: { header: 'x-api-key' },
-  rateLimitKey: 'ip' as RateLimitKey,
-} as const

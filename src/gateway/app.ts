@@ -30,6 +30,8 @@ import tracingPlugin from '../../plugins/tracing.js'
 import requestFraming from '../../plugins/request-framing.js'
 import { answerClientError, deferContinue, serverOptions } from './http-edge.js'
 import type { GatewayMetrics } from '../observability/metrics.js'
+import { compileCors } from '../pipeline/cors.js'
+import { compileCompression } from '../pipeline/compression.js'
 
 export interface BuildOptions {
   /** A pino logger; absent: logging off (tests). */
@@ -107,6 +109,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   app.decorate('cacheLayer', cache)
   app.decorate('events', events)
   app.decorate('metrics', metrics)
+  app.decorate('compression', server.compression !== undefined ? compileCompression(server.compression) : undefined)
 
   await app.register(requestId)
   await app.register(errorHandler)
@@ -122,18 +125,29 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
     routes: plans.length,
     dependencies: () => ({ redis: redis?.state() ?? 'not configured', cache: cache.store.kind, events: sink?.kind ?? 'not configured' }),
   })
-  await mountRoutes(app, { plans, bodyLimit: server.bodyLimit, caseSensitive: !server.paths.caseInsensitive })
+  await mountRoutes(app, { plans, bodyLimit: server.bodyLimit, caseSensitive: !server.paths.caseInsensitive, ...(config.cors !== undefined ? { cors: compileCors(config.cors) } : {}) })
   return app
 }
 
 function compilePolicies (config: GatewayConfig): Map<string, CompiledPolicy> {
-  const { jwt, apiKeys } = config.auth
+  const apiKeys = config.auth.apiKeys
   const deps: AuthDeps = {
-    rolesClaim: jwt?.rolesClaim ?? 'roles',
-    ...(jwt !== undefined ? { verifyToken: createTokenVerifier(jwt) } : {}),
-    ...(apiKeys !== undefined ? { apiKeys: { header: apiKeys.header, lookup: createApiKeyLookup(apiKeys.keys) } } : {}),
+    // Every policy of a kind verifies with the gateway's one section for it: one verifier, one lookup.
+    tokenVerifier: builtOnce(createTokenVerifier),
+    apiKeyLookup: builtOnce(keys => createApiKeyLookup(keys.keys)),
+    ...(apiKeys !== undefined ? { credentialHeader: apiKeys.header } : {}),
   }
   const out = new Map<string, CompiledPolicy>()
   for (const policy of config.policies.values()) out.set(policy.name, compilePolicy(policy, deps))
   return out
+}
+
+/** `make`, called at most once per argument. */
+function builtOnce<A extends object, R> (make: (arg: A) => R): (arg: A) => R {
+  const built = new WeakMap<A, R>()
+  return arg => {
+    let r = built.get(arg)
+    if (r === undefined) { r = make(arg); built.set(arg, r) }
+    return r
+  }
 }

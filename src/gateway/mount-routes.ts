@@ -17,12 +17,15 @@ import FindMyWay from 'find-my-way'
 import { jsonKeepingRaw, streamingBodyParser } from '../pipeline/body.js'
 import type { RoutePlan } from './route-plan.js'
 import { pipelineRoute, routePipeline, type RoutePipeline } from './pipeline.js'
+import { mountCors, type CorsPolicy } from '../pipeline/cors.js'
 
 export interface MountOptions {
   plans: RoutePlan[]
   bodyLimit: number
   /** As the app's router: variants are checked for conflicts the same way. */
   caseSensitive?: boolean
+  /** The gateway-wide CORS policy (for answers no route gives); each route's own is on its plan. */
+  cors?: CorsPolicy
 }
 
 
@@ -31,6 +34,8 @@ export async function mountRoutes (app: FastifyInstance, opts: MountOptions): Pr
   const pipelines = new Map<RoutePlan, RoutePipeline>()
   for (const plan of opts.plans) pipelines.set(plan, routePipeline(app, plan))
   const route = (m: Mount): ReturnType<typeof pipelineRoute> => pipelineRoute(pipelines.get(m.plan)!, m.url, m.methods)
+  // Preflights are looked up on the same paths (variants included) the routes are mounted on.
+  mountCors(app, mounts.map(m => ({ url: m.url, methods: m.methods, policy: m.plan.cors })), opts.cors, opts.caseSensitive ?? true)
   await app.register(async function streamedBodies (scope) {
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', streamingBodyParser(opts.bodyLimit))

@@ -12,6 +12,8 @@
 //                                a bad Host/version or request-target form is refused)
 //       access log, metrics,     plugins/access-log.ts, plugins/metrics.ts, plugins/tracing.ts
 //       tracing                  (they observe; they refuse nothing)
+//    3b. CORS preflight          src/pipeline/cors.ts (mountCors, from mount-routes.ts; onRequest: answered
+//                                with 204 here, so no route stage runs and no upstream sees it)
 //
 // Per route, built by routePipeline below:
 //    4. pre-auth plugin hooks    src/extensions/stages.ts              onRequest   (e.g. ip-filter → 403)
@@ -21,10 +23,13 @@
 //    8. body parsing             src/pipeline/body.ts                  content-type parsers of the route's scope (src/gateway/mount-routes.ts)
 //    9. validate                 src/pipeline/validation/validators.ts Fastify validation of plan.schema (→ 400)
 //   10. cache                    src/pipeline/cache.ts                 handler     (HIT answers here)
-//   11. target                   src/targets/proxy.ts · aggregate.ts · command.ts
-//   12. success hooks            src/pipeline/success-hooks.ts         (invalidate, publish; after an upstream 2xx)
-//       (10–12 are one handler, composed in src/gateway/route-plan.ts)
+//   11. target                   src/targets/proxy.ts · aggregate.ts · command.ts: each a Target (src/targets/target.ts),
+//                                one call that yields the answer as a value; sendAnswer sends it
+//   12. success hooks            src/pipeline/success-hooks.ts         (invalidate, publish; around the target's call, after a 2xx)
+//       (10–12 are one handler, composed in src/gateway/route-plan.ts: cache(successHooks(target)))
 //   13. response plugin hooks    src/extensions/stages.ts              onSend      (every answer, errors and HITs too)
+//   13b. CORS headers            src/pipeline/cors.ts                  onSend      (every answer; after the plugins, so the policy wins over upstream and plugins)
+//   13c. compression             src/pipeline/compression.ts           onSend      (last: encodes what would be sent)
 //   14. errors                   plugins/error-handler.ts              (any stage's throw → problem+json)
 
 import type { FastifyInstance, onRequestAsyncHookHandler, onSendHookHandler, preParsingHookHandler, RouteHandlerMethod, RouteOptions } from 'fastify'
@@ -33,6 +38,7 @@ import type { RouteSchema } from '../config/types.js'
 import { authStage } from '../pipeline/auth/stage.js'
 import { rateLimitStage } from '../pipeline/rate-limit/stage.js'
 import { sendContinue } from '../pipeline/expect-continue.js'
+import { corsResponseStage } from '../pipeline/cors.js'
 
 /** A route's stages as Fastify hooks, built once per route and mounted on each of its paths. */
 export interface RoutePipeline {
@@ -63,6 +69,10 @@ export function routePipeline (app: FastifyInstance, plan: RoutePlan): RoutePipe
   // 10–12. cache → target → success hooks: plan.handler.
   // 13. response plugin hooks.
   if (plan.plugins?.onSend !== undefined) onSend.push(plan.plugins.onSend)
+  // 13b. CORS headers, per request (never part of a cache entry).
+  if (plan.cors !== undefined) onSend.push(corsResponseStage(plan.cors))
+  // 13c. Compression, last: it encodes exactly what would be sent.
+  if (app.compression !== undefined) onSend.push(app.compression.onSend)
 
   return {
     routeId: plan.id,

@@ -7,16 +7,18 @@ import type { GatewayConfig, HttpMethod, RateLimitConfig, RouteCacheConfig, Rout
 import type { ServiceClient } from '../upstream/client.js'
 import type { CompiledPolicy } from '../pipeline/auth/policy.js'
 import { compilePathTemplate, compileValueTemplate, type ValueFiller } from '../util/template.js'
-import { createBufferedProxy, createProxyCall, createProxyHandler, type ProxyPlan } from '../targets/proxy.js'
+import { createProxyTarget } from '../targets/proxy.js'
 import { withSuccessHooks, type SuccessHooks } from '../pipeline/success-hooks.js'
-import { createCommandHandler } from '../targets/command.js'
+import { createCommandTarget } from '../targets/command.js'
 import type { EventPublisher } from '../events/publisher.js'
-import { createAggregateHandler, createAggregateProducer } from '../targets/aggregate.js'
-import { createCachedHandler, type Producer } from '../pipeline/cache.js'
+import { createAggregateTarget } from '../targets/aggregate.js'
+import { targetHandler, type Target } from '../targets/target.js'
+import { createCachedHandler } from '../pipeline/cache.js'
 import { fillContext } from '../targets/fill-context.js'
 import type { CacheLayer } from '../cache/layer.js'
 import { proxyTrust, type ForwardOptions } from '../targets/forward-headers.js'
 import type { RouteStageHooks } from '../extensions/stages.js'
+import { routeCorsPolicy, type CorsPolicy } from '../pipeline/cors.js'
 
 export interface RoutePlan {
   id: string
@@ -32,6 +34,8 @@ export interface RoutePlan {
   target: string
   /** The route's plugin hooks, mounted as its own onRequest and onSend hooks. */
   plugins?: RouteStageHooks
+  /** The route's CORS (its own, `false`, or the gateway's); absent: none configured. */
+  cors?: CorsPolicy
   handler: RouteHandlerMethod
 }
 
@@ -51,6 +55,8 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     forwardAuthorization: policy.forwardAuthorization,
     trustProxy: proxyTrust(ctx.config.server.trustProxy),
     ...(policy.credentialHeader !== undefined ? { credentialHeader: policy.credentialHeader } : {}),
+    // The gateway compresses cached answers itself, from one stored identity copy.
+    ...(route.cache !== undefined && ctx.config.server.compression !== undefined && !route.cache.vary.includes('accept-encoding') ? { acceptEncoding: 'identity' } : {}),
     ...(route.plugins?.upstreamRequest !== undefined ? { upstreamRequest: route.plugins.upstreamRequest } : {}),
   }
   const client = (service: string): ServiceClient => {
@@ -58,60 +64,11 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     if (c === undefined) throw new Error(`route ${route.id}: unknown service ${service}`) // excluded by validation
     return c
   }
-  let uncached: RouteHandlerMethod
-  let produce: Producer
-  if (route.proxy !== undefined) {
-    const proxyPlan: ProxyPlan = {
-      client: client(route.proxy.service),
-      ...(route.proxy.path !== undefined ? { fillPath: compilePathTemplate(route.proxy.path), templateHasQuery: route.proxy.path.includes('?') } : {}),
-      forward,
-    }
-    const hooks: SuccessHooks = {}
-    if (route.invalidates !== undefined) {
-      const invalidate = ctx.cache.invalidator(route.invalidates.map(compileValueTemplate), route.id)
-      hooks.invalidate = async (request: FastifyRequest) => { await invalidate(fillContext(request)) }
-    }
-    if (route.publish !== undefined) {
-      hooks.publish = { ...route.publish, routeId: route.id, publisher: publisher(ctx, route.id) }
-    }
-    // Both handlers reach the upstream through the one hooked call: a cache MISS, BYPASS or
-    // refresh invalidates and publishes exactly as the uncached path does.
-    const call = withSuccessHooks(createProxyCall(proxyPlan), hooks, proxyPlan.client)
-    uncached = createProxyHandler(call)
-    produce = createBufferedProxy(call, proxyPlan.client)
-  } else if (route.aggregate !== undefined) {
-    const aggregatePlan = {
-      forward,
-      parts: route.aggregate.map(part => ({
-        name: part.name,
-        client: client(part.service),
-        fillPath: compilePathTemplate(part.path),
-        query: Object.entries(part.query).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
-        headers: Object.entries(part.headers).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
-        timeout: part.timeout,
-        optional: part.optional,
-        fallbackJson: JSON.stringify(part.fallback ?? null),
-        ...(part.pick !== undefined ? { pick: part.pick } : {}),
-      })),
-    }
-    uncached = createAggregateHandler(aggregatePlan)
-    produce = createAggregateProducer(aggregatePlan)
-  } else if (route.command !== undefined) {
-    uncached = createCommandHandler({
-      routeId: route.id,
-      stream: route.command.stream,
-      type: route.command.type,
-      ...(route.command.statusPath !== undefined ? { statusPath: route.command.statusPath } : {}),
-      idempotencyWindow: ctx.config.events.idempotencyWindow,
-      publisher: publisher(ctx, route.id),
-    })
-    produce = async () => { throw new Error('command routes are not cached') } // excluded by validation
-  } else {
-    throw new Error(`route ${route.id} has no target`) // excluded by validation
-  }
-  const handler = route.cache === undefined
-    ? uncached
-    : createCachedHandler(produce, {
+  // The target, then the stages that wrap any target: success hooks around its call, the cache in front.
+  const target = withSuccessHooks(compileTarget(route, ctx, forward, client), successHooks(route, ctx))
+  const handler = route.cache === undefined || !target.cacheable
+    ? targetHandler(target)
+    : createCachedHandler(target, {
       routeId: route.id,
       scope: route.cache.scope,
       vary: route.cache.vary,
@@ -119,7 +76,8 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
       staleWhileRevalidate: route.cache.staleWhileRevalidate,
       staleIfError: route.cache.staleIfError,
       tags: route.cache.tags.map(compileValueTemplate),
-    }, ctx.cache, uncached, ctx.log)
+    }, ctx.cache, ctx.log)
+  const cors = routeCorsPolicy(route, ctx.config.cors)
   return {
     id: route.id,
     // A GET route answers HEAD too, forwarded as HEAD (not as a GET with the body dropped).
@@ -130,11 +88,29 @@ export function compileRoutePlan (route: RouteConfig, ctx: PlanContext): RoutePl
     ...(route.cache !== undefined ? { cache: route.cache } : {}),
     ...(route.schema !== undefined ? { schema: route.schema } : {}),
     // The body is parsed (and its raw bytes kept) when it is validated or becomes an event.
-    body: route.schema?.body !== undefined || route.command !== undefined || route.publish?.from === 'request' ? 'json' : 'stream',
+    body: route.schema?.body !== undefined || route.target.kind === 'command' || route.publish?.from === 'request' ? 'json' : 'stream',
     target: describeTarget(route),
     ...(route.plugins !== undefined ? { plugins: route.plugins } : {}),
+    ...(cors !== undefined ? { cors } : {}),
     handler,
   }
+}
+
+/**
+ * After a target's 2xx: invalidate the route's tags, publish its event. Any
+ * target may carry them; validation keeps them where they mean something
+ * (publish on proxy routes, no invalidation on reads or async commands).
+ */
+function successHooks (route: RouteConfig, ctx: PlanContext): SuccessHooks {
+  const hooks: SuccessHooks = {}
+  if (route.invalidates !== undefined) {
+    const invalidate = ctx.cache.invalidator(route.invalidates.map(compileValueTemplate), route.id)
+    hooks.invalidate = async (request: FastifyRequest) => { await invalidate(fillContext(request)) }
+  }
+  if (route.publish !== undefined) {
+    hooks.publish = { ...route.publish, routeId: route.id, publisher: publisher(ctx, route.id) }
+  }
+  return hooks
 }
 
 function publisher (ctx: PlanContext, routeId: string): EventPublisher {
@@ -142,9 +118,48 @@ function publisher (ctx: PlanContext, routeId: string): EventPublisher {
   return ctx.events
 }
 
+/** The route's target, built once: what answers it when no cache does. One case per target kind. */
+function compileTarget (route: RouteConfig, ctx: PlanContext, forward: ForwardOptions, client: (service: string) => ServiceClient): Target {
+  const target = route.target
+  switch (target.kind) {
+    case 'proxy':
+      return createProxyTarget({
+        client: client(target.service),
+        ...(target.path !== undefined ? { fillPath: compilePathTemplate(target.path), templateHasQuery: target.path.includes('?') } : {}),
+        forward,
+      })
+    case 'aggregate':
+      return createAggregateTarget({
+        forward,
+        parts: target.parts.map(part => ({
+          name: part.name,
+          client: client(part.service),
+          fillPath: compilePathTemplate(part.path),
+          query: Object.entries(part.query).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
+          headers: Object.entries(part.headers).map(([k, v]): [string, ValueFiller] => [k, compileValueTemplate(v)]),
+          timeout: part.timeout,
+          optional: part.optional,
+          fallbackJson: JSON.stringify(part.fallback ?? null),
+          ...(part.pick !== undefined ? { pick: part.pick } : {}),
+        })),
+      })
+    case 'command':
+      return createCommandTarget({
+        routeId: route.id,
+        stream: target.stream,
+        type: target.type,
+        ...(target.statusPath !== undefined ? { statusPath: target.statusPath } : {}),
+        idempotencyWindow: ctx.config.events.idempotencyWindow,
+        publisher: publisher(ctx, route.id),
+      })
+  }
+}
+
 export function describeTarget (route: RouteConfig): string {
-  if (route.proxy !== undefined) return `proxy ${route.proxy.service} ${route.proxy.path ?? '(same path)'}`
-  if (route.command !== undefined) return `command → stream ${route.command.stream}`
-  if (route.aggregate !== undefined) return `aggregate ${route.aggregate.map(p => `${p.name}=${p.service}${p.optional ? '?' : ''}`).join(' ')}`
-  return '-'
+  const target = route.target
+  switch (target.kind) {
+    case 'proxy': return `proxy ${target.service} ${target.path ?? '(same path)'}`
+    case 'command': return `command → stream ${target.stream}`
+    case 'aggregate': return `aggregate ${target.parts.map(p => `${p.name}=${p.service}${p.optional ? '?' : ''}`).join(' ')}`
+  }
 }

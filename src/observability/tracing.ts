@@ -9,6 +9,7 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { resourceFromAttributes } from '@opentelemetry/resources'
+import { DEFAULTS } from '../config/defaults.js'
 
 const propagator = new W3CTraceContextPropagator()
 
@@ -30,7 +31,7 @@ export interface Tracing {
   shutdown: () => Promise<void>
 }
 
-export function createTracing (otlpUrl: string, serviceName = 'portico'): Tracing {
+export function createTracing (otlpUrl: string, serviceName: string = DEFAULTS.tracing.serviceName): Tracing {
   const exporter = new OTLPTraceExporter({ url: otlpUrl.endsWith('/v1/traces') ? otlpUrl : `${otlpUrl.replace(/\/$/, '')}/v1/traces` })
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ 'service.name': serviceName }),

@@ -8,15 +8,16 @@
 //   upstream fails, entry within staleIfError → STALE instead of the error
 //   store unreachable/slow → BYPASS: served from the upstream, never an error
 
-import type { FastifyBaseLogger, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 import { GatewayError } from '../util/errors.js'
 import type { ValueFiller } from '../util/template.js'
 import type { CacheEntry } from '../cache/store.js'
 import { cacheKey, freshnessFor, mayShare, storableHeaders, type KeySpec } from '../cache/keys.js'
 import { Coalescer } from '../cache/coalesce.js'
 import type { CacheLayer } from '../cache/layer.js'
-import { sendProduced, type ProducedResponse } from '../targets/produced.js'
+import { bufferAnswer, callForOne, sendAnswer, type BufferedAnswer, type Target } from '../targets/target.js'
 import { fillContext } from '../targets/fill-context.js'
+import { reusableBody } from './compression.js'
 
 export interface CachePlan extends KeySpec {
   ttl: number
@@ -25,13 +26,14 @@ export interface CachePlan extends KeySpec {
   tags: ValueFiller[]
 }
 
-export type Producer = (request: FastifyRequest) => Promise<ProducedResponse>
-
-export function createCachedHandler (produce: Producer, plan: CachePlan, layer: CacheLayer, uncached: RouteHandlerMethod, log: FastifyBaseLogger): RouteHandlerMethod {
-  const coalescer = new Coalescer<ProducedResponse>(layer.coalesced)
+/** The cache stage in front of any target: the target's answer, read whole (within its limit) to be stored. */
+export function createCachedHandler (target: Target, plan: CachePlan, layer: CacheLayer, log: FastifyBaseLogger): (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
+  const coalescer = new Coalescer<BufferedAnswer>(layer.coalesced)
+  const { call, limit } = target
+  const produce = async (request: FastifyRequest): Promise<BufferedAnswer> => await bufferAnswer(await call(request), limit)
 
   /** Calls the upstream once per key at a time, and stores what may be stored. */
-  async function fetchAndStore (key: string, request: FastifyRequest, storeIt: boolean): Promise<ProducedResponse> {
+  async function fetchAndStore (key: string, request: FastifyRequest, storeIt: boolean): Promise<BufferedAnswer> {
     let ownCall = false
     const res = await coalescer.run(key, async () => {
       ownCall = true
@@ -40,12 +42,12 @@ export function createCachedHandler (produce: Producer, plan: CachePlan, layer: 
       const tags = fillTags(plan.tags, request)
       // A write that purged these tags while this read was in flight makes
       // its answer outdated: serve it to this client, but do not store it.
-      if (storeIt && res.cacheable && !layer.purgedSince(tags, mark)) {
-        const fresh = freshnessFor(res.status, res.headers, plan.scope, plan.ttl, plan.vary)
+      if (storeIt && res.cacheable !== false && !layer.purgedSince(tags, mark)) {
+        const fresh = freshnessFor(res.statusCode, res.headers, plan.scope, plan.ttl, plan.vary)
         if (fresh > 0) {
           const now = Date.now()
           const entry: CacheEntry = {
-            status: res.status,
+            status: res.statusCode,
             headers: storableHeaders(res.headers),
             body: res.body,
             storedAt: now,
@@ -68,7 +70,7 @@ export function createCachedHandler (produce: Producer, plan: CachePlan, layer: 
   return async function cachedHandler (request: FastifyRequest, reply: FastifyReply) {
     if (request.method !== 'GET') {
       reply.header('x-cache', 'BYPASS')
-      return await (uncached as (req: FastifyRequest, rep: FastifyReply) => Promise<unknown>)(request, reply)
+      return sendAnswer(request, reply, await callForOne(call, request, reply))
     }
     const key = cacheKey(request, plan)
     // A fresh entry in the near cache is answered without a single await.
@@ -89,20 +91,24 @@ export function createCachedHandler (produce: Producer, plan: CachePlan, layer: 
       }
       return sendEntry(reply, entry, 'STALE', now)
     }
-    let res: ProducedResponse
+    let res: BufferedAnswer
     try {
       res = await fetchAndStore(key, request, lookup.ok)
     } catch (err) {
       if (entry !== undefined && now < entry.errorUntil && isUpstreamFailure(err)) return sendEntry(reply, entry, 'STALE', now)
       throw err
     }
-    if (res.status >= 500 && entry !== undefined && now < entry.errorUntil) return sendEntry(reply, entry, 'STALE', now)
+    if (res.statusCode >= 500 && entry !== undefined && now < entry.errorUntil) return sendEntry(reply, entry, 'STALE', now)
     reply.header('x-cache', lookup.ok ? 'MISS' : 'BYPASS').header('age', '0')
-    return sendProduced(reply, res)
+    // The stored entry holds this very Buffer: its compressed variant is kept for the HITs.
+    reusableBody(res.body)
+    return sendAnswer(request, reply, res)
   }
 }
 
 function sendEntry (reply: FastifyReply, entry: CacheEntry, state: 'HIT' | 'STALE', now: number): FastifyReply {
+  // One Buffer for every HIT from memory or the near cache: compressed once per encoding (src/pipeline/compression.ts).
+  reusableBody(entry.body)
   return reply
     .code(entry.status)
     .headers(entry.headers)

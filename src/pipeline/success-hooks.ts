@@ -1,6 +1,6 @@
-// What follows a 2xx answer from the upstream: cache invalidation (before the
+// What follows a 2xx answer from a target: cache invalidation (before the
 // answer is sent, so the next read is fresh) and event publishing (beside the
-// answer). The hooks wrap the upstream call itself, not one handler, so every
+// answer). The hooks wrap the target's call itself, not one handler, so every
 // path that reaches the upstream runs them the same way: the streaming
 // handler, a cache MISS or BYPASS, a HEAD, a stale-while-revalidate refresh.
 // That makes the rule "once per upstream 2xx": a cache HIT or STALE answer
@@ -9,10 +9,9 @@
 
 import type { FastifyRequest } from 'fastify'
 import type { EventPublisher } from '../events/publisher.js'
-import type { UpstreamResponse } from '../upstream/types.js'
-import { discardBody, readBody } from '../upstream/body.js'
+import { discardBody } from '../upstream/body.js'
 import { rawBodyOf } from './body.js'
-import type { BodyLimit, RequestCall } from '../targets/request-call.js'
+import { bufferAnswer, type Target } from '../targets/target.js'
 
 export interface PublishPlan {
   stream: string
@@ -30,12 +29,16 @@ export interface SuccessHooks {
   publish?: PublishPlan
 }
 
-export type { BodyLimit }
-
-export function withSuccessHooks (call: RequestCall, hooks: SuccessHooks, service: BodyLimit): RequestCall {
+/** The target with its success hooks around its call: the same target when it has none. */
+export function withSuccessHooks (target: Target, hooks: SuccessHooks): Target {
   const { invalidate, publish } = hooks
-  if (invalidate === undefined && publish === undefined) return call
-  return async function callWithSuccessHooks (request) {
+  if (invalidate === undefined && publish === undefined) return target
+  const call = target.call
+  return { ...target, call: callWithSuccessHooks }
+
+  // A client that hangs up does not cancel this call: the write may reach
+  // the service anyway, and its outcome must still invalidate and publish.
+  async function callWithSuccessHooks (request: FastifyRequest): ReturnType<Target['call']> {
     const res = await call(request)
     if (res.statusCode < 200 || res.statusCode >= 300) return res
     if (invalidate !== undefined) {
@@ -48,9 +51,8 @@ export function withSuccessHooks (call: RequestCall, hooks: SuccessHooks, servic
       return res
     }
     // The answer is the event's body: buffered (within the service's limit), then sent as that Buffer.
-    const body = await readBody(res, service.maxResponseSize, service.name)
-    const buffered: UpstreamResponse = { ...res, body }
-    publishEvent(publish, request, asJson(body, res.headers['content-type']))
+    const buffered = await bufferAnswer(res, target.limit)
+    publishEvent(publish, request, asJson(buffered.body, res.headers['content-type']))
     return buffered
   }
 }

@@ -7,14 +7,14 @@
 // aggregate's is the longest part timeout; what has not arrived by its
 // deadline counts as timed out.
 
-import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import type { Context } from '@opentelemetry/api'
 import { GatewayError } from '../util/errors.js'
 import type { FillContext, PathFiller, ValueFiller } from '../util/template.js'
 import type { ServiceClient } from '../upstream/client.js'
 import type { UpstreamResponse } from '../upstream/types.js'
-import { Cancellation, type CancelSignal } from '../util/cancellation.js'
-import { sendProduced, type ProducedResponse } from './produced.js'
+import { CLIENT_GONE, Cancellation, type CancelSignal } from '../util/cancellation.js'
+import type { AnswerHeaders, BufferedAnswer, Target } from './target.js'
 import { discardBody, readBody } from '../upstream/body.js'
 import { isJsonText } from '../pipeline/validation/json-check.js'
 import { headerSafe, partRequestHeaders, type ForwardOptions } from './forward-headers.js'
@@ -40,19 +40,19 @@ export interface AggregatePlan {
   forward: ForwardOptions
 }
 
-export function createAggregateHandler (plan: AggregatePlan): RouteHandlerMethod {
-  const produce = createAggregateProducer(plan)
-  return async function aggregateHandler (request: FastifyRequest, reply: FastifyReply) {
-    return sendProduced(reply, await produce(request))
-  }
+/** An aggregate's answer is made here, whole, so no stage ever needs to read it past a limit. */
+const MADE_HERE = { name: 'aggregate', maxResponseSize: Number.POSITIVE_INFINITY }
+
+/** The aggregate target: the parts called in parallel, merged into one answer (throws for a failed required part). */
+export function createAggregateTarget (plan: AggregatePlan): Target {
+  return { limit: MADE_HERE, cacheable: true, call: aggregateCall(plan) }
 }
 
-/** The merged answer as a value (so the cache can store it); throws for a failed required part. */
-export function createAggregateProducer (plan: AggregatePlan): (request: FastifyRequest) => Promise<ProducedResponse> {
+function aggregateCall (plan: AggregatePlan): (request: FastifyRequest, clientGone?: CancelSignal) => Promise<BufferedAnswer> {
   const { parts, forward } = plan
   const keys = parts.map(p => JSON.stringify(p.name))
 
-  return async function produceAggregate (request) {
+  return async function produceAggregate (request, clientGone) {
     const ctx = fillContext(request)
     const base = partRequestHeaders(request, forward)
     const start = Date.now()
@@ -63,7 +63,17 @@ export function createAggregateProducer (plan: AggregatePlan): (request: Fastify
         .then(result => { run.settle(i, result) }, (err: unknown) => { run.settle(i, failed(err)) })
     }
     run.arm(parts, start)
-    return merge(parts, keys, await run.done)
+    // The parts are reads: a client that hangs up cancels them all.
+    if (clientGone === undefined) return merge(parts, keys, await run.done)
+    clientGone.addEventListener('abort', run, { once: true })
+    try {
+      const results = await run.done
+      // Nobody waits for the merge; the parts' failures were the cancellation, not the services.
+      if (clientGone.aborted) throw CLIENT_GONE
+      return merge(parts, keys, results)
+    } finally {
+      clientGone.removeEventListener('abort', run)
+    }
   }
 }
 
@@ -118,6 +128,11 @@ class PartsRun {
     if (this.pending > 0) this.arm(this.parts, this.start)
   }
 
+  /** The client hung up: cancel every part still running. */
+  handleEvent (): void {
+    this.cancellation.abort(CLIENT_GONE)
+  }
+
   private close (): void {
     if (this.timer !== undefined) clearTimeout(this.timer)
     // Parts still running past their deadline are cancelled.
@@ -130,7 +145,7 @@ function failed (err: unknown): PartResult {
   return { ok: false, error: err instanceof GatewayError ? err : new GatewayError('UPSTREAM_ERROR', 'the call failed', { cause: err }) }
 }
 
-function merge (parts: AggregatePart[], keys: string[], results: PartResult[]): ProducedResponse {
+function merge (parts: AggregatePart[], keys: string[], results: PartResult[]): BufferedAnswer {
   let body = '{'
   let degraded = ''
   for (let i = 0; i < parts.length; i++) {
@@ -149,10 +164,10 @@ function merge (parts: AggregatePart[], keys: string[], results: PartResult[]): 
     }
     body += (i === 0 ? '' : ',') + keys[i] + ':' + json
   }
-  const headers: ProducedResponse['headers'] = { 'content-type': 'application/json; charset=utf-8' }
+  const headers: AnswerHeaders = { 'content-type': 'application/json; charset=utf-8' }
   if (degraded !== '') headers['x-gateway-degraded'] = degraded
   // A degraded answer is never cached: the next request should try the parts again.
-  return { status: 200, headers, body: Buffer.from(body + '}'), cacheable: degraded === '' }
+  return { statusCode: 200, headers, body: Buffer.from(body + '}'), cacheable: degraded === '' }
 }
 
 /** One part's call, reduced to a value: the JSON text to merge, or why it failed. */

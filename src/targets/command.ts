@@ -13,11 +13,12 @@
 
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import { GatewayError } from '../util/errors.js'
 import type { EventPublisher } from '../events/publisher.js'
 import type { EventSink } from '../events/sink.js'
 import { rawBodyOf } from '../pipeline/body.js'
+import type { AnswerHeaders, BufferedAnswer, Target } from './target.js'
 
 export interface CommandPlan {
   routeId: string
@@ -37,10 +38,18 @@ const PENDING_TTL = 30_000
 /** How long a repeat waits for a pending first request before giving up with a 503. */
 const PENDING_WAIT = 2_000
 
-export function createCommandHandler (plan: CommandPlan): RouteHandlerMethod {
+/** A command's answer is the gateway's own small acknowledgement. */
+const MADE_HERE = { name: 'command', maxResponseSize: Number.POSITIVE_INFINITY }
+
+/** The command target: the body appended to a stream, answered 202 {"commandId"} (never stored by a cache). */
+export function createCommandTarget (plan: CommandPlan): Target {
+  return { limit: MADE_HERE, cacheable: false, call: commandCall(plan) }
+}
+
+function commandCall (plan: CommandPlan): (request: FastifyRequest) => Promise<BufferedAnswer> {
   const { publisher } = plan
   const sink = publisher.sink
-  return async function commandHandler (request: FastifyRequest, reply: FastifyReply) {
+  return async function appendCommand (request: FastifyRequest) {
     const commandId = randomUUID()
     const given = request.headers['idempotency-key']
     let claimKey: string | undefined
@@ -51,7 +60,7 @@ export function createCommandHandler (plan: CommandPlan): RouteHandlerMethod {
       // Per route and per identity: one client's key never collides with another's.
       claimKey = `${plan.routeId}:${request.auth?.sub ?? ''}:${given}`
       const existing = await claimOrWait(sink, claimKey, commandId, Math.min(PENDING_TTL, plan.idempotencyWindow))
-      if (existing !== undefined) return accepted(reply, existing, plan.statusPath, true)
+      if (existing !== undefined) return accepted(existing, plan.statusPath, true)
     }
     const raw = rawBodyOf(request)
     const event = {
@@ -81,7 +90,7 @@ export function createCommandHandler (plan: CommandPlan): RouteHandlerMethod {
       })
     }
     publisher.counters.commands++
-    return accepted(reply, commandId, plan.statusPath, false)
+    return accepted(commandId, plan.statusPath, false)
   }
 }
 
@@ -103,10 +112,11 @@ async function claimOrWait (sink: EventSink, key: string, commandId: string, pen
   }
 }
 
-function accepted (reply: FastifyReply, commandId: string, statusPath: string | undefined, replayed: boolean): FastifyReply {
-  if (statusPath !== undefined) reply.header('location', statusPath.replaceAll('{commandId}', encodeURIComponent(commandId)))
-  if (replayed) reply.header('idempotent-replayed', 'true')
-  return reply.code(202).send({ commandId })
+function accepted (commandId: string, statusPath: string | undefined, replayed: boolean): BufferedAnswer {
+  const headers: AnswerHeaders = { 'content-type': 'application/json; charset=utf-8' }
+  if (statusPath !== undefined) headers.location = statusPath.replaceAll('{commandId}', encodeURIComponent(commandId))
+  if (replayed) headers['idempotent-replayed'] = 'true'
+  return { statusCode: 202, headers, body: Buffer.from(JSON.stringify({ commandId })), cacheable: false }
 }
 
 // Delivery is at-least-once without a key: when Redis fails mid-append the

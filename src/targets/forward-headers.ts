@@ -36,6 +36,12 @@ export interface ForwardOptions {
   trustProxy: ProxyTrust
   /** A credential header that must not travel upstream (the API-key header of `auth: apiKey` policies). */
   credentialHeader?: string
+  /**
+   * Sent instead of the client's accept-encoding: `identity` on a cached route
+   * while the gateway compresses (src/pipeline/compression.ts), so the cache
+   * stores one identity copy rather than one client's gzip variant.
+   */
+  acceptEncoding?: string
   /** The route's plugins' edits (src/extensions); absent on routes without any, which pay nothing. */
   upstreamRequest?: (request: FastifyRequest, headers: UpstreamHeaders) => void
 }
@@ -75,6 +81,7 @@ export function upstreamRequestHeaders (request: FastifyRequest, opts: ForwardOp
     if (listed !== undefined && listed.has(name)) continue
     out[name] = value
   }
+  if (opts.acceptEncoding !== undefined) out['accept-encoding'] = opts.acceptEncoding
   if (opts.upstreamRequest !== undefined) applyPluginEdits(out, request, opts.upstreamRequest)
   setForwardingHeaders(out, request, opts.trustProxy)
   return out

@@ -9,10 +9,11 @@ import { request } from 'undici'
 import { GatewayError } from '../util/errors.js'
 import type { UpstreamCall, UpstreamResponse } from './types.js'
 import type { ActiveHealthOptions, PassiveHealthOptions } from '../config/service-options.js'
+import { DEFAULTS } from '../config/defaults.js'
 
 export type { ActiveHealthOptions, PassiveHealthOptions }
 
-export const DEFAULT_PASSIVE_HEALTH: PassiveHealthOptions = { failures: 3, ejectFor: 10_000 }
+export const DEFAULT_PASSIVE_HEALTH: PassiveHealthOptions = DEFAULTS.service.passiveHealth
 
 export interface BalancedInstance {
   url: string

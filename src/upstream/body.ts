@@ -1,16 +1,19 @@
 // An upstream answer's body is a Buffer (small, read whole by the pool) or a
 // stream. These two helpers are the only places that care which.
 
+import type { Readable } from 'node:stream'
 import { GatewayError } from '../util/errors.js'
-import type { UpstreamResponse } from './types.js'
+
+/** Anything carrying an upstream body: an upstream's answer, or a target's answer built from one. */
+interface WithBody { body: Buffer | Readable }
 
 /** Drops a body nobody will read, so the pooled connection is free again. */
-export function discardBody (res: UpstreamResponse): void {
+export function discardBody (res: WithBody): void {
   if (!Buffer.isBuffer(res.body)) res.body.resume()
 }
 
 /** The body as bytes, refusing (not buffering) anything over `limit`. */
-export async function readBody (res: UpstreamResponse, limit: number, service: string): Promise<Buffer> {
+export async function readBody (res: WithBody, limit: number, service: string): Promise<Buffer> {
   const body = res.body
   if (Buffer.isBuffer(body)) {
     if (body.length > limit) throw tooLarge(service, limit)

@@ -8,6 +8,7 @@ import CircuitBreaker from 'opossum'
 import { GatewayError, stackOff } from '../util/errors.js'
 import type { UpstreamCall, UpstreamRequest, UpstreamResponse } from './types.js'
 import type { BreakerOptions } from '../config/service-options.js'
+import { ClientGone } from '../util/cancellation.js'
 
 export type { BreakerOptions }
 
@@ -54,6 +55,9 @@ export function createBreaker (service: string, inner: UpstreamCall, opts: Break
     resetTimeout: opts.resetTimeout,
     rollingCountTimeout: opts.rollingCountTimeout,
     rollingCountBuckets: 10,
+    // A call cancelled because its client hung up says nothing about the
+    // service (opossum counts a filtered error as a success).
+    errorFilter: (err: unknown) => err instanceof ClientGone,
     name: service,
   })
   let openedAt = 0

@@ -8,6 +8,7 @@
 // outside the balancer so each attempt can go to another instance.
 
 import type { ServiceConfig } from '../config/types.js'
+import { DEFAULTS } from '../config/defaults.js'
 import { createInstancePool, type InstancePool } from './pool.js'
 import { createBalancer, type Balancer } from './balancer.js'
 import { createBreaker, type ServiceBreaker } from './breaker.js'
@@ -35,8 +36,8 @@ export type CallObserver = (seconds: number, outcome: UpstreamOutcome) => void
 export function createServiceClient (service: ServiceConfig, observe?: CallObserver, tracing?: Tracing): ServiceClient {
   const instances: InstancePool[] = service.urls.map(url => createInstancePool(service.name, url, {
     connections: service.connections,
-    keepAliveTimeout: 30_000,
-    connectTimeout: Math.min(service.timeout, 5_000),
+    keepAliveTimeout: DEFAULTS.service.keepAliveTimeout,
+    connectTimeout: Math.min(service.timeout, DEFAULTS.service.connectTimeout),
   }))
   const balancer = createBalancer(instances, service.passiveHealth, service.healthCheck)
   const breaker = createBreaker(service.name, withRetry(balancer.call, { retries: service.retries }), service.breaker)

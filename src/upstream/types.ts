@@ -19,9 +19,9 @@ export interface UpstreamRequest {
   /** Absolute time (ms since epoch) after which no attempt may start (aggregate deadline). */
   deadline?: number
   /**
-   * Aborts the call (an aggregate whose deadline passed): an AbortSignal, or
-   * the cheaper Cancellation. A call given one is bounded by it: the pool arms
-   * no timer of its own for `timeout`.
+   * Aborts the call (an aggregate whose deadline passed, a client that hung
+   * up): an AbortSignal, or the cheaper Cancellation. A call given one and a
+   * `deadline` is bounded by its caller: the pool arms no timer of its own.
    */
   signal?: CancelSignal
   /** The request's trace context, when tracing is on: the call gets a child span. */

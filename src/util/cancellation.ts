@@ -1,4 +1,7 @@
-// Cancelling calls in flight (an aggregate's parts past their deadline).
+// Cancelling calls in flight (an aggregate's parts past their deadline, a
+// proxied call whose client went away).
+
+import { stackOff } from './errors.js'
 
 /** The part of AbortSignal a call listens to. */
 export interface CancelSignal {
@@ -40,3 +43,21 @@ export class Cancellation implements CancelSignal {
 }
 
 const ABORT_EVENT = new Event('abort')
+
+/**
+ * The reason a call is cancelled when its client closed the connection
+ * before the answer. It is not the upstream's failure: the breaker, the
+ * balancer's passive health and retries leave it alone, so clients that
+ * hang up cannot trip a breaker or eject an instance. One shared instance,
+ * without a stack: it is an outcome, not a bug.
+ */
+export class ClientGone extends Error {
+  readonly code = 'CLIENT_GONE'
+}
+
+export const CLIENT_GONE: ClientGone = (() => {
+  const limit = stackOff()
+  const err = new ClientGone('the client closed the request before the answer')
+  Error.stackTraceLimit = limit
+  return err
+})()

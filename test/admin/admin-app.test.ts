@@ -26,6 +26,8 @@ services:
   backend: { urls: [${up.url}], timeout: 1s }
 policies:
   public: { auth: none }
+  user: { auth: jwt, roles: [ops] }
+  partners: { auth: apiKey }
 routes:
   - { id: items, path: /items, policy: public, rateLimit: { max: 2, window: 1m }, proxy: { service: backend, path: /ok } }
   - { id: broken, path: /broken, policy: public, proxy: { service: backend, path: /fail } }
@@ -47,6 +49,9 @@ t.test('GET /admin/config shows the effective config with every secret masked', 
   t.equal(body.auth.apiKeys.keys[0].key, '***')
   t.equal(body.redis.url, 'redis://:***@127.0.0.1:1/0')
   t.equal(body.routes[0].id, 'items')
+  t.same(body.policies.user, { name: 'user', auth: 'jwt', roles: ['ops'], scopes: [], claims: {}, forwardAuthorization: false }, 'a policy shows its kind and rules')
+  t.same(Object.keys(body.policies.partners), ['name', 'auth', 'roles', 'scopes', 'claims', 'forwardAuthorization'])
+  t.same(body.routes[0].target, { kind: 'proxy', service: 'backend', path: '/ok' })
   t.equal(body.services.backend.timeout, 1000)
   t.equal((await admin.inject({ url: '/admin/config' })).statusCode, 401, 'the token is required')
 })

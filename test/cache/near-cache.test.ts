@@ -18,8 +18,10 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { Redis } from 'ioredis'
 import { buildFromFiles } from '../helpers/gateway.js'
 import { closedPort, upstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
-import { eventually, keysUnder, PrivateRedis, REDIS_URL, uniquePrefix, withClient } from '../helpers/redis.js'
+import { skipUnlessRedis, eventually, keysUnder, PrivateRedis, REDIS_URL, uniquePrefix, withClient } from '../helpers/redis.js'
 import { buildAdminApp } from '../../src/admin/admin-app.js'
+
+await skipUnlessRedis(t)
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 

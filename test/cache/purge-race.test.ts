@@ -6,8 +6,10 @@
 import t from 'tap'
 import { buildFromFiles } from '../helpers/gateway.js'
 import { closedPort, startUpstream, type Upstream } from '../helpers/upstream.js'
-import { REDIS_URL, uniquePrefix } from '../helpers/redis.js'
+import { skipUnlessRedis, REDIS_URL, uniquePrefix } from '../helpers/redis.js'
 import { buildAdminApp } from '../../src/admin/admin-app.js'
+
+await skipUnlessRedis(t)
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 

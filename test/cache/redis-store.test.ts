@@ -7,7 +7,9 @@ import t from 'tap'
 import { Redis } from 'ioredis'
 import { RedisCacheStore } from '../../src/cache/redis-store.js'
 import { encodeEntry, type CacheEntry } from '../../src/cache/store.js'
-import { eventually, keysUnder as keysUnderOn, REDIS_URL, uniquePrefix } from '../helpers/redis.js'
+import { skipUnlessRedis, eventually, keysUnder as keysUnderOn, REDIS_URL, uniquePrefix } from '../helpers/redis.js'
+
+await skipUnlessRedis(t)
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 

@@ -3,7 +3,7 @@
 // written out in full so each expected line number can be counted by eye.
 import t from 'tap'
 import { join } from 'node:path'
-import { loadConfig } from '../../src/config/validate.js'
+import { loadConfig } from '../../src/config/index.js'
 import { ConfigError, formatProblem } from '../../src/config/problems.js'
 import { writeConfigFiles } from '../helpers/gateway.js'
 
@@ -181,6 +181,25 @@ t.test('bad HTTP method', async t => {
 t.test('unknown policy, with the known ones listed', async t => {
   const { lines, file } = problemsOf({ 'gateway.yaml': BASE.replace('policy: public', 'policy: admin') })
   t.same(lines, [`${file}:10: routes[0].policy: unknown policy "admin" (known: public)`])
+})
+
+t.test('a route with no target, or with several: reported on the route\'s line', async t => {
+  const none = problemsOf({ 'gateway.yaml': BASE.replace('    proxy: { service: users }\n', '') })
+  t.same(none.lines, [`${none.file}:7: routes[0]: needs a target: proxy or aggregate or command`])
+  const several = problemsOf({ 'gateway.yaml': BASE + '    aggregate: { u: { service: users, path: /u } }\n' })
+  t.same(several.lines, [`${several.file}:7: routes[0]: has several targets (proxy, aggregate); a route has exactly one`])
+  const three = problemsOf({ 'gateway.yaml': 'events: { sink: memory }\n' + BASE + '    aggregate: { u: { service: users, path: /u } }\n    command: { stream: s }\n' })
+  t.ok(three.lines.includes(`${three.file}:8: routes[0]: has several targets (proxy, aggregate, command); a route has exactly one`), three.lines.join('\n'))
+})
+
+t.test('a policy whose auth has no section to verify with', async t => {
+  const { lines, file } = problemsOf({ 'gateway.yaml': BASE.replace('  public: { auth: none }\n', '  public: { auth: none }\n  user: { auth: jwt }\n  partners: { auth: apiKey, claims: { tenant: acme } }\n  open: { auth: none, roles: [admin] }\n') })
+  t.same(lines, [
+    `${file}:6: policies.user.auth: auth: jwt needs auth.jwt in the gateway config`,
+    `${file}:7: policies.partners.auth: auth: apiKey needs auth.apiKeys in the gateway config`,
+    `${file}:7: policies.partners.claims: API keys carry no claims; use roles or scopes`,
+    `${file}:8: policies.open.roles: has no effect with auth: none`,
+  ])
 })
 
 t.test('unknown service, with the known ones listed', async t => {

@@ -3,7 +3,7 @@
 // main file; routes as a directory, a file or an inline list).
 import t from 'tap'
 import { join } from 'node:path'
-import { loadConfig } from '../../src/config/validate.js'
+import { loadConfig } from '../../src/config/index.js'
 import type { GatewayConfig } from '../../src/config/types.js'
 import { writeConfigFiles } from '../helpers/gateway.js'
 
@@ -143,7 +143,7 @@ t.test('routes in a directory get env substitution too', async t => {
 `,
   }, { A_UPSTREAM: '/upstream/a' })
   t.equal(config.routes[0].path, '/default')
-  t.equal(config.routes[0].proxy?.path, '/upstream/a')
+  t.same(config.routes[0].target, { kind: 'proxy', service: 'users', path: '/upstream/a' })
 })
 
 t.test('routes as a single file', async t => {
@@ -186,7 +186,45 @@ t.test('routes inline', async t => {
     methods: ['GET', 'POST'],
     path: '/inline/:id',
     policy: 'public',
-    proxy: { service: 'users', path: '/things/{params.id}' },
+    target: { kind: 'proxy', service: 'users', path: '/things/{params.id}' },
     source: { file: join(dir, 'gateway.yaml'), line: 7 },
   })
+})
+
+t.test('normalised: one target per route, each policy with the auth section it verifies with', async t => {
+  const { config } = load({
+    'gateway.yaml': `auth:
+  jwt: { secret: a-secret-of-at-least-32-characters-0 }
+  apiKeys: { header: X-Partner-Key, keys: { acme: { key: 0123456789abcdef } } }
+services:
+  users: { urls: [http://127.0.0.1:4001], timeout: 2s }
+  orders: { urls: [http://127.0.0.1:4002] }
+policies:
+  user: { auth: jwt }
+  partners: { auth: apiKey }
+routes:
+  - id: dash
+    path: /dash
+    policy: user
+    cache: { ttl: 5s }
+    aggregate:
+      me: { service: users, path: /me, headers: { X-Trace: "{auth.sub}" } }
+      orders: { service: orders, path: /orders, timeout: 300ms, optional: true }
+  - { id: p, path: /p, policy: partners, proxy: { service: users } }
+`,
+  })
+  const [dash, p] = config.routes
+  t.same(dash.target, {
+    kind: 'aggregate',
+    parts: [
+      { name: 'me', service: 'users', path: '/me', query: {}, headers: { 'x-trace': '{auth.sub}' }, timeout: 2000, optional: false, fallback: null },
+      { name: 'orders', service: 'orders', path: '/orders', query: {}, headers: {}, timeout: 300, optional: true, fallback: null },
+    ],
+  }, 'a part without a timeout takes its service\'s')
+  t.equal(dash.cache?.scope, 'user', 'an authenticated route caches per user unless it says otherwise')
+  t.same(p.target, { kind: 'proxy', service: 'users' }, 'no path: the incoming one is forwarded')
+  const user = config.policies.get('user')
+  const partners = config.policies.get('partners')
+  t.ok(user?.auth === 'jwt' && user.jwt === config.auth.jwt, 'a jwt policy verifies with auth.jwt')
+  t.ok(partners?.auth === 'apiKey' && partners.apiKeys === config.auth.apiKeys && partners.apiKeys.header === 'x-partner-key', 'an apiKey policy looks keys up in auth.apiKeys')
 })

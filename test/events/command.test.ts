@@ -10,10 +10,12 @@ import { createServer, connect, type Socket } from 'node:net'
 import type { FastifyInstance, InjectOptions } from 'fastify'
 import { buildFromFiles } from '../helpers/gateway.js'
 import { closedPort, upstream, type Upstream } from '../helpers/upstream.js'
-import { PrivateRedis, REDIS_URL, eventually, keysUnder, uniquePrefix, withClient } from '../helpers/redis.js'
+import { skipUnlessRedis, PrivateRedis, REDIS_URL, eventually, keysUnder, uniquePrefix, withClient } from '../helpers/redis.js'
 import { EVENT_FIELDS, ISO_TIME, JWT_AUTH_YAML, bearer, readStream, streamLength, uniqueStream } from '../helpers/events.js'
 import { expectProblem } from '../helpers/auth.js'
 import type { MemoryEventSink } from '../../src/events/memory-sink.js'
+
+await skipUnlessRedis(t)
 
 // A subtest (the last overload of t.test takes only the callback).
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]

@@ -4,7 +4,7 @@
 // `FILE:LINE: path.to.field: what is wrong`.
 import t from 'tap'
 import { join } from 'node:path'
-import { loadConfig, type LoadResult } from '../../src/config/validate.js'
+import { loadConfig, type LoadResult } from '../../src/config/index.js'
 import { ConfigError, formatProblem } from '../../src/config/problems.js'
 import { writeConfigFiles } from '../helpers/gateway.js'
 
@@ -126,6 +126,19 @@ ${HEAD}  - id: c
   t.notOk(cached.result)
 })
 
+t.test('a command route invalidates nothing: accepting the command has not changed the data yet', async t => {
+  const r = load(`events: { sink: memory }
+${HEAD}  - id: c
+    method: POST
+    path: /c
+    policy: public
+    invalidates: [reports]
+    command: { stream: s }
+`)
+  t.same(r.lines, [`${r.file}:12: routes[0].invalidates: a command route only accepts the command: purge when its consumer has applied it (POST /admin/cache/purge)`])
+  t.notOk(r.result)
+})
+
 t.test('malformed events and publish/command settings are errors naming the field', async t => {
   const proxy = '    proxy: { service: orders }\n'
   // [top-level lines, route target lines, the one expected problem without FILE]
@@ -170,8 +183,8 @@ ${HEAD}${EVENT_ROUTES}  - id: cancel-order
   const route = (id: string) => config.routes.find(r => r.id === id)
   t.same(route('create-order')?.publish, { stream: 'orders', type: 'order.created', from: 'response' }, 'from defaults to response')
   t.same(route('echo-order')?.publish, { stream: 'orders', type: 'order.replaced', from: 'request' })
-  t.same(route('submit-report')?.command, { stream: 'report-commands', type: 'submit-report' }, 'type defaults to the route id')
-  t.same(route('cancel-order')?.command, { stream: 'order-commands', type: 'order.cancel', statusPath: '/api/commands/{commandId}' })
+  t.same(route('submit-report')?.target, { kind: 'command', stream: 'report-commands', type: 'submit-report' }, 'type defaults to the route id')
+  t.same(route('cancel-order')?.target, { kind: 'command', stream: 'order-commands', type: 'order.cancel', statusPath: '/api/commands/{commandId}' })
 })
 
 t.test('with redis.url the sink is Redis by default; events: { sink: memory } overrides it', async t => {

@@ -11,10 +11,12 @@ import { pino } from 'pino'
 import type { FastifyInstance } from 'fastify'
 import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
 import { closedPort, upstream, type UpstreamHandler } from '../helpers/upstream.js'
-import { PrivateRedis, REDIS_URL, eventually, uniquePrefix } from '../helpers/redis.js'
+import { skipUnlessRedis, PrivateRedis, REDIS_URL, eventually, uniquePrefix } from '../helpers/redis.js'
 import { EVENT_FIELDS, ISO_TIME, JWT_AUTH_YAML, bearer, readStream, streamLength, uniqueStream } from '../helpers/events.js'
-import { loadConfig } from '../../src/config/validate.js'
+import { loadConfig } from '../../src/config/index.js'
 import { buildGateway } from '../../src/gateway/app.js'
+
+await skipUnlessRedis(t)
 
 /**
  * The upstream's answer: status from `x-want-status` (default 201), a JSON

@@ -11,8 +11,10 @@ import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { writeConfigFiles, buildFromFiles } from '../helpers/gateway.js'
 import { closedPort, upstream } from '../helpers/upstream.js'
-import { REDIS_URL, eventually, uniquePrefix, withClient } from '../helpers/redis.js'
+import { skipUnlessRedis, REDIS_URL, eventually, uniquePrefix, withClient } from '../helpers/redis.js'
 import { uniqueStream } from '../helpers/events.js'
+
+await skipUnlessRedis(t)
 
 // A subtest (the last overload of t.test takes only the callback).
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]

@@ -11,6 +11,18 @@ export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
+/**
+ * For a test file that needs Redis: on a developer's machine without Redis
+ * (REDIS_URL unset, not CI, nothing answering on 127.0.0.1:6379) the whole
+ * file is skipped with the reason. With REDIS_URL set, or under CI, it always
+ * runs, so a Redis that is down there fails the tests instead of hiding them.
+ */
+export async function skipUnlessRedis (t: { plan: (n: number, reason: string) => void }): Promise<void> {
+  if (process.env.REDIS_URL !== undefined || process.env.CI !== undefined) return
+  const up = await withClient(REDIS_URL, async c => (await c.ping()) === 'PONG').catch(() => false)
+  if (!up) t.plan(0, `needs Redis: nothing answers at ${REDIS_URL} (start redis-server, or set REDIS_URL; CI always runs this file)`)
+}
+
 /** A short-lived client; rejects at once when nothing listens. */
 export async function withClient<T> (url: string, fn: (c: Redis) => Promise<T>): Promise<T> {
   const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })

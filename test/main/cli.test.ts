@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { loadConfig } from '../../src/config/validate.js'
+import { loadConfig } from '../../src/config/index.js'
 import { writeConfigFiles } from '../helpers/gateway.js'
 import { buildIfStale } from '../helpers/cli.js'
 
@@ -208,7 +208,7 @@ t.test('routes on the shipped config lists every shipped route', async t => {
   for (const route of config.routes) {
     const row = table.find(c => c.ID === route.id)
     t.match(row, { METHOD: route.methods.join(','), PATH: route.path, POLICY: route.policy }, route.id)
-    if (route.proxy !== undefined) t.match(row?.TARGET, new RegExp(`^proxy ${route.proxy.service}\\b`), `${route.id} target`)
+    if (route.target.kind === 'proxy') t.match(row?.TARGET, new RegExp(`^proxy ${route.target.service}\\b`), `${route.id} target`)
   }
   t.match(table.find(c => c.PATH === '/api/users/:id'), { METHOD: 'GET', TARGET: 'proxy users /users/{params.id}' })
 })

@@ -11,6 +11,9 @@ import { waitFor } from '../helpers/wait.js'
 import { writeConfigFiles } from '../helpers/gateway.js'
 import { buildIfStale, childEnv, freePort, startCli } from '../helpers/cli.js'
 import { Redis } from 'ioredis'
+import { skipUnlessRedis } from '../helpers/redis.js'
+
+await skipUnlessRedis(t)
 
 t.before(buildIfStale)
 

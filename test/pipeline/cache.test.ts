@@ -14,9 +14,11 @@ import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
 import { closedPort, upstream, type Upstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { expectProblem } from '../helpers/auth.js'
 import { now, signHs } from '../helpers/jwt.js'
-import { eventually, keysUnder, PrivateRedis, REDIS_URL, uniquePrefix, withClient } from '../helpers/redis.js'
+import { skipUnlessRedis, eventually, keysUnder, PrivateRedis, REDIS_URL, uniquePrefix, withClient } from '../helpers/redis.js'
 import { buildAdminApp } from '../../src/admin/admin-app.js'
-import { loadConfig } from '../../src/config/validate.js'
+import { loadConfig } from '../../src/config/index.js'
+
+await skipUnlessRedis(t)
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 type StoreKind = 'memory' | 'redis'

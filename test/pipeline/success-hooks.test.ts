@@ -8,9 +8,11 @@ import t from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { buildFromFiles } from '../helpers/gateway.js'
 import { upstream, type Upstream } from '../helpers/upstream.js'
-import { REDIS_URL, eventually, uniquePrefix } from '../helpers/redis.js'
+import { skipUnlessRedis, REDIS_URL, eventually, uniquePrefix } from '../helpers/redis.js'
 import type { MemoryEventSink } from '../../src/events/memory-sink.js'
 import type { GatewayEvent } from '../../src/events/sink.js'
+
+await skipUnlessRedis(t)
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 type StoreKind = 'memory' | 'redis'

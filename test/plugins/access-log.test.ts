@@ -6,11 +6,14 @@ import t from 'tap'
 import { Writable } from 'node:stream'
 import { join } from 'node:path'
 import { pino } from 'pino'
-import { loadConfig } from '../../src/config/validate.js'
+import { loadConfig } from '../../src/config/index.js'
 import { buildGateway } from '../../src/gateway/app.js'
 import { writeConfigFiles } from '../helpers/gateway.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { signHs, now } from '../helpers/jwt.js'
+import { connect } from 'node:net'
+import { listen } from '../helpers/http.js'
+import { waitFor } from '../helpers/wait.js'
 
 const SECRET = 'access-log-test-secret-0123456789abcdef'
 const API_KEY = 'acme-access-log-key-0123456789abcdef'
@@ -69,4 +72,39 @@ routes:
   t.notMatch(all, token, 'the token is never logged')
   t.notMatch(all, API_KEY, 'the API key is never logged')
   t.notMatch(all, 'q-secret', 'the query string is never logged')
+})
+
+t.test('a client that hangs up before its answer gets a line with status 499', async t => {
+  let held = 0
+  const up = await startUpstream(() => { held++ }) // never answers; the gateway cancels the call
+  t.teardown(up.close)
+  const dir = writeConfigFiles({
+    'gateway.yaml': `services:
+  backend: { urls: [${up.url}], timeout: 30s }
+policies:
+  public: { auth: none }
+routes:
+  - { id: slow, path: /slow, policy: public, proxy: { service: backend } }
+`,
+  })
+  const lines: Line[] = []
+  const out = new Writable({
+    write (chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l !== '') lines.push(JSON.parse(l) as Line)
+      cb()
+    },
+  })
+  const app = await buildGateway(loadConfig(join(dir, 'gateway.yaml'), {}).config, { logger: pino({ level: 'info' }, out) })
+  t.teardown(async () => { await app.close() })
+  const port = await listen(app)
+  const socket = connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  await new Promise<void>(resolve => socket.once('connect', resolve))
+  socket.write('GET /slow?token=q-secret HTTP/1.1\r\nHost: g\r\n\r\n')
+  await waitFor(() => held === 1, { message: 'the request reached the upstream' })
+  socket.destroy()
+  await waitFor(() => lines.some(l => l.msg === 'request'), { timeout: 5000, message: 'an access-log line for the hang-up' })
+  const line = lines.find(l => l.msg === 'request')
+  t.match(line, { route: 'slow', method: 'GET', path: '/slow', status: 499 })
+  t.notMatch(JSON.stringify(lines), 'q-secret', 'the query string is never logged')
 })

@@ -9,11 +9,13 @@ import { join } from 'node:path'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import pino from 'pino'
 import { writeConfigFiles } from '../helpers/gateway.js'
-import { loadConfig } from '../../src/config/validate.js'
+import { loadConfig } from '../../src/config/index.js'
 import { buildGateway } from '../../src/gateway/app.js'
 import { SharedResources } from '../../src/gateway/shared-resources.js'
 import { closedPort, startUpstream } from '../helpers/upstream.js'
-import { eventually, keysUnder, PrivateRedis, withClient } from '../helpers/redis.js'
+import { skipUnlessRedis, eventually, keysUnder, PrivateRedis, withClient } from '../helpers/redis.js'
+
+await skipUnlessRedis(t)
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 

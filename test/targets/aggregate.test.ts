@@ -12,7 +12,7 @@ import { buildFromFiles, writeConfigFiles } from '../helpers/gateway.js'
 import { closedPort, upstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { expectProblem } from '../helpers/auth.js'
 import { now, signHs } from '../helpers/jwt.js'
-import { loadConfig } from '../../src/config/validate.js'
+import { loadConfig } from '../../src/config/index.js'
 import { ConfigError, type ConfigProblem } from '../../src/config/problems.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]

@@ -580,7 +580,7 @@ t.test('discardBody on a streamed answer frees the one connection for the next c
 // ---- regressions ---------------------------------------------------------------------------
 //
 // A discarded streamed body (retry.ts for a 502/503, aggregate.ts for a
-// non-2xx part, sendUpstream for HEAD) may still break off or be aborted: the
+// non-2xx part, sendAnswer for HEAD) may still break off or be aborted: the
 // error must not become an uncaught exception. And a 304 may carry a
 // Content-Length (RFC 9110 §8.6) with no body: it is answered at its headers.
 
@@ -630,7 +630,7 @@ t.test('a 304 with a Content-Length comes back as a 304 with an empty body', asy
   for (const length of [1000, 100 * KiB]) {
     const res = await pool.call(get(`/${length}`, { headers: { 'if-none-match': '"r1"' } }))
     t.equal(res.statusCode, 304, `length ${length}: the 304`)
-    discardBody(res) // as proxy.ts sendUpstream does
+    discardBody(res) // as target.ts sendAnswer does
     // A connection left busy by the 304 would hold this call (one connection) until its bound.
     const next = await within(pool.call(get('/next')), 3000)
     t.equal(next === 'pending' ? 'pending' : next.statusCode, 200, `length ${length}: the pool serves the next call`)

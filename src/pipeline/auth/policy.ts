@@ -4,7 +4,7 @@
 
 import type { FastifyRequest } from 'fastify'
 import { GatewayError } from '../../util/errors.js'
-import type { ClaimValue, PolicyConfig } from '../../config/types.js'
+import type { ApiKeysConfig, AuthKind, ClaimValue, JwtConfig, PolicyConfig } from '../../config/types.js'
 import type { Identity } from './identity.js'
 import { InvalidTokenError, type TokenVerifier } from './jwt.js'
 import type { ApiKeyLookup } from './api-key.js'
@@ -12,7 +12,7 @@ import { identityFromClaims } from './token-identity.js'
 
 export interface CompiledPolicy {
   name: string
-  auth: PolicyConfig['auth']
+  auth: AuthKind
   forwardAuthorization: boolean
   /** The configured API-key header, never forwarded upstream on any route (the key's name is, as x-auth-sub). */
   credentialHeader?: string
@@ -22,10 +22,13 @@ export interface CompiledPolicy {
   authorize: (identity: Identity) => void
 }
 
+/** What policies verify with, built once per config and shared by every policy of a kind. */
 export interface AuthDeps {
-  verifyToken?: TokenVerifier
-  rolesClaim: string
-  apiKeys?: { header: string, lookup: ApiKeyLookup }
+  /** The verifier for the gateway's auth.jwt (one for all jwt policies: one token cache, one JWKS cache). */
+  tokenVerifier: (jwt: JwtConfig) => TokenVerifier
+  apiKeyLookup: (apiKeys: ApiKeysConfig) => ApiKeyLookup
+  /** The configured API-key header, if any. */
+  credentialHeader?: string
 }
 
 const REALM = 'realm="portico"'
@@ -36,31 +39,34 @@ export function compilePolicy (policy: PolicyConfig, deps: AuthDeps): CompiledPo
     auth: policy.auth,
     forwardAuthorization: policy.forwardAuthorization,
     // An API key is a credential wherever it is sent: never forwarded, on any route.
-    ...(deps.apiKeys !== undefined ? { credentialHeader: deps.apiKeys.header } : {}),
+    ...(deps.credentialHeader !== undefined ? { credentialHeader: deps.credentialHeader } : {}),
     authenticate: compileAuthenticate(policy, deps),
     authorize: compileAuthorize(policy),
   }
 }
 
 function compileAuthenticate (policy: PolicyConfig, deps: AuthDeps): CompiledPolicy['authenticate'] {
-  if (policy.auth === 'none') return async () => undefined
-  if (policy.auth === 'apiKey') {
-    const apiKeys = deps.apiKeys
-    if (apiKeys === undefined) throw new Error(`policy ${policy.name}: no API keys configured`) // excluded by validation
-    const challenge = `ApiKey ${REALM}, header="${apiKeys.header}"`
-    return async function authenticateApiKey (request) {
-      const presented = request.headers[apiKeys.header]
-      if (typeof presented !== 'string' || presented === '') {
-        throw new GatewayError('UNAUTHENTICATED', `an API key is required in the ${apiKeys.header} header`, { headers: { 'www-authenticate': challenge } })
-      }
-      const key = apiKeys.lookup(presented)
-      if (key === undefined) throw new GatewayError('UNAUTHENTICATED', 'invalid API key', { headers: { 'www-authenticate': challenge } })
-      return { sub: key.name, roles: key.roles, scopes: key.scopes, claims: { sub: key.name } }
-    }
+  switch (policy.auth) {
+    case 'none': return async () => undefined
+    case 'apiKey': return apiKeyAuthenticator(policy.apiKeys, deps.apiKeyLookup(policy.apiKeys))
+    case 'jwt': return jwtAuthenticator(deps.tokenVerifier(policy.jwt), policy.jwt.rolesClaim)
   }
-  const verify = deps.verifyToken
-  if (verify === undefined) throw new Error(`policy ${policy.name}: no JWT verifier configured`) // excluded by validation
-  const rolesClaim = deps.rolesClaim
+}
+
+function apiKeyAuthenticator ({ header }: ApiKeysConfig, lookup: ApiKeyLookup): CompiledPolicy['authenticate'] {
+  const challenge = `ApiKey ${REALM}, header="${header}"`
+  return async function authenticateApiKey (request) {
+    const presented = request.headers[header]
+    if (typeof presented !== 'string' || presented === '') {
+      throw new GatewayError('UNAUTHENTICATED', `an API key is required in the ${header} header`, { headers: { 'www-authenticate': challenge } })
+    }
+    const key = lookup(presented)
+    if (key === undefined) throw new GatewayError('UNAUTHENTICATED', 'invalid API key', { headers: { 'www-authenticate': challenge } })
+    return { sub: key.name, roles: key.roles, scopes: key.scopes, claims: { sub: key.name } }
+  }
+}
+
+function jwtAuthenticator (verify: TokenVerifier, rolesClaim: string): CompiledPolicy['authenticate'] {
   return async function authenticateJwt (request) {
     const header = request.headers.authorization
     if (header === undefined || header === '') {

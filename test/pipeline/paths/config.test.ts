@@ -2,7 +2,7 @@
 // errors that name file, line and field as `portico check` prints them.
 import t from 'tap'
 import { join } from 'node:path'
-import { loadConfig } from '../../../src/config/validate.js'
+import { loadConfig } from '../../../src/config/index.js'
 import { ConfigError, formatProblem } from '../../../src/config/problems.js'
 import { writeConfigFiles } from '../../helpers/gateway.js'
 

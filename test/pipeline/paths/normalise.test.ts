@@ -4,7 +4,8 @@
 import t from 'tap'
 import { compilePathNormaliser, PathRefused } from '../../../src/pipeline/paths/normalise.js'
 import { compileRequestTarget } from '../../../src/pipeline/paths/request-target.js'
-import { DEFAULTS, type PathRules } from '../../../src/config/types.js'
+import type { PathRules } from '../../../src/config/types.js'
+import { DEFAULTS } from '../../../src/config/defaults.js'
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
 

@@ -13,8 +13,10 @@ import t from 'tap'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import { buildFromFiles } from '../../helpers/gateway.js'
 import { signHs, now } from '../../helpers/jwt.js'
-import { PrivateRedis, REDIS_URL, eventually, keysUnder, uniquePrefix, withClient } from '../../helpers/redis.js'
+import { skipUnlessRedis, PrivateRedis, REDIS_URL, eventually, keysUnder, uniquePrefix, withClient } from '../../helpers/redis.js'
 import { closedPort, reply, upstream } from '../../helpers/upstream.js'
+
+await skipUnlessRedis(t)
 
 // A subtest (the last overload of t.test takes only the callback).
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]

@@ -7,13 +7,15 @@ import t from 'tap'
 import { createSigner } from 'fast-jwt'
 import type { FastifyInstance, LightMyRequestResponse, InjectOptions } from 'fastify'
 import { buildFromFiles } from '../../helpers/gateway.js'
-import { PrivateRedis, REDIS_URL, eventually, keysUnder, withClient } from '../../helpers/redis.js'
+import { skipUnlessRedis, PrivateRedis, REDIS_URL, eventually, keysUnder, withClient } from '../../helpers/redis.js'
 import { closedPort, reply, upstream } from '../../helpers/upstream.js'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { ROOT } from '../../helpers/cli.js'
-import { loadConfig } from '../../../src/config/validate.js'
+import { loadConfig } from '../../../src/config/index.js'
 import { buildGateway } from '../../../src/gateway/app.js'
+
+await skipUnlessRedis(t)
 
 // A subtest (the last overload of t.test takes only the callback).
 type Test = Parameters<Parameters<typeof t.test>[0]>[0]
