@@ -11,7 +11,7 @@
 // the harness works: one short round, one line of output, no figures (two
 // seconds on a busy machine measure nothing) and no results written.
 
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir, cpus } from 'node:os'
@@ -48,7 +48,9 @@ interface Scenario {
   url: (ports: Ports) => string
   headers?: Record<string, string>
   /** Process whose CPU time is charged to this scenario (none: not measured). */
-  proc?: 'gateway' | 'bare' | 'nginx' | 'compress'
+  proc?: 'gateway' | 'bare' | 'nginx' | 'compress' | 'gatewayTls' | 'bareTls'
+  /** autocannon (HTTP/1.1, default) or h2load (HTTP/2, from Debian's nghttp2-client). */
+  driver?: 'h2load'
   connections?: number
   /** Answers other than 2xx are the point of the scenario. */
   expectErrors?: boolean
@@ -58,12 +60,16 @@ interface Scenario {
   peer?: string
 }
 
-interface Ports { gateway: number, bare: number, workers: number, nginx: number, slow: number, compress: number }
+interface Ports { gateway: number, bare: number, workers: number, nginx: number, slow: number, compress: number, gatewayTls: number, bareTls: number }
 
 interface Sample { rps: number, p50: number, p99: number, errors: number, non2xx: number, cpuUsPerReq: number }
 
 const SECRET = 'bench-secret-0123456789abcdef0123456789'
 const token = createSigner({ key: SECRET, expiresIn: 3_600_000 })({ sub: 'bench-user' })
+
+// h2load keeps this many requests in flight: 10 × 10 = 100 streams.
+const H2_CLIENTS = 10
+const H2_STREAMS = 10
 
 const SCENARIOS: Scenario[] = [
   { name: 'bare', what: 'Fastify + @fastify/http-proxy, nothing else (baseline)', url: p => `http://127.0.0.1:${p.bare}/bare`, proc: 'bare' },
@@ -80,14 +86,23 @@ const SCENARIOS: Scenario[] = [
   // A gateway of its own (server.compression: gzip), so the other scenarios carry no compression hook.
   { name: 'compress-1mb', what: '1 MB JSON answer gzipped (server.compression), 10 connections', url: p => `http://127.0.0.1:${p.compress}/compress`, headers: { 'accept-encoding': 'gzip' }, proc: 'compress', connections: 10, peer: 'compress-1mb-peer' },
   { name: 'compress-1mb-peer', what: 'peer: Fastify + @fastify/http-proxy + @fastify/compress, same answer, gzip, 10 connections', url: p => `http://127.0.0.1:${p.bare}/compress`, headers: { 'accept-encoding': 'gzip' }, proc: 'bare', connections: 10 },
+  // TLS: the gateway with server.tls + http2 beside a Fastify peer configured the same way (ALPN h2 + http/1.1).
+  { name: 'proxy-tls', what: 'public proxy route over TLS, HTTP/1.1 keep-alive', url: p => `https://127.0.0.1:${p.gatewayTls}/proxy`, proc: 'gatewayTls', peer: 'bare-tls' },
+  { name: 'bare-tls', what: 'peer: Fastify + @fastify/http-proxy over TLS, HTTP/1.1 keep-alive', url: p => `https://127.0.0.1:${p.bareTls}/bare`, proc: 'bareTls' },
+  { name: 'proxy-h2', what: `public proxy route over HTTP/2 (h2load, ${H2_CLIENTS} connections × ${H2_STREAMS} streams)`, url: p => `https://127.0.0.1:${p.gatewayTls}/proxy`, proc: 'gatewayTls', driver: 'h2load', peer: 'bare-h2' },
+  { name: 'bare-h2', what: `peer over HTTP/2 (h2load, ${H2_CLIENTS} connections × ${H2_STREAMS} streams)`, url: p => `https://127.0.0.1:${p.bareTls}/bare`, proc: 'bareTls', driver: 'h2load' },
 ]
+
+const TLS_SCENARIOS = new Set(['bare-tls', 'proxy-tls', 'bare-h2', 'proxy-h2'])
 
 async function main (): Promise<void> {
   const nginxBin = findNginx()
+  const h2loadBin = findBinary(['/usr/bin/h2load', '/usr/local/bin/h2load'])
   const only = args.only?.split(',')
   if (only !== undefined) for (const s of SCENARIOS) if (only.includes(s.name) && s.peer !== undefined) only.push(s.peer)
   const selected = (only !== undefined ? SCENARIOS.filter(s => only.includes(s.name)) : SCENARIOS)
     .filter(s => s.needsNginx !== true || nginxBin !== undefined)
+    .filter(s => s.driver !== 'h2load' || h2loadBin !== undefined)
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
   const redisUp = await redisAnswers(redisUrl)
   const children: ChildProcess[] = []
@@ -126,8 +141,23 @@ async function main (): Promise<void> {
       children.push(proc)
       compressPid = proc.pid ?? 0
     }
-    const ports: Ports = { gateway, bare, workers, nginx: nginxPort, slow, compress }
-    const pids = { gateway: gatewayProc.pid ?? 0, bare: bareProc.pid ?? 0, nginx: nginxPid, compress: compressPid }
+    let gatewayTls = 0
+    let bareTls = 0
+    let gatewayTlsPid = 0
+    let bareTlsPid = 0
+    if (selected.some(s => TLS_SCENARIOS.has(s.name))) {
+      const tls = makeCertificate()
+      bareTls = await freePort()
+      const peer = await startProcess('bare-tls', [join(here, 'peers', 'bare-tls.js'), String(bareTls), `http://127.0.0.1:${fast}`, tls.cert, tls.key])
+      children.push(peer)
+      gatewayTls = await freePort()
+      const gw = await startProcess('gateway-tls', [join(root, 'dist', 'src', 'main', 'cli.js'), 'start', '--config', writeBenchConfig(gatewayTls, fast, slow, dead, redis, 1, tls)], { LOG_LEVEL: 'warn' })
+      children.push(gw)
+      gatewayTlsPid = gw.pid ?? 0
+      bareTlsPid = peer.pid ?? 0
+    }
+    const ports: Ports = { gateway, bare, workers, nginx: nginxPort, slow, compress, gatewayTls, bareTls }
+    const pids = { gateway: gatewayProc.pid ?? 0, bare: bareProc.pid ?? 0, nginx: nginxPid, compress: compressPid, gatewayTls: gatewayTlsPid, bareTls: bareTlsPid }
     // A compression scenario that got identity would measure the wrong thing.
     for (const s of selected.filter(x => x.name.startsWith('compress-1mb'))) await expectGzip(s.name, s.url(ports))
 
@@ -137,10 +167,13 @@ async function main (): Promise<void> {
     if (!quick) console.log(`# Portico bench — ${new Date().toISOString()}`)
     if (!quick) console.log(`node ${process.version}, ${cpus().length} cores, ${connections} connections, ${duration}s per run, ${rounds} round(s) interleaved, Redis ${redisUp ? 'up' : 'not reachable (local limiter)'}, gateway LOG_LEVEL=warn\n`)
     const samples = new Map<string, Sample[]>(selected.map(s => [s.name, []]))
+    // h2load for the HTTP/2 scenarios, autocannon for the rest.
+    const load = async (s: Scenario, seconds: number): Promise<Sample & { total: number }> =>
+      s.driver === 'h2load' && h2loadBin !== undefined ? await driveH2(h2loadBin, s.url(ports), seconds) : await drive(s.url(ports), s.headers, seconds, s.connections)
     const measure = async (s: Scenario, seconds: number): Promise<Sample & { total: number }> => {
       const pid = s.proc !== undefined ? pids[s.proc] : 0
       const before = cpuMicros(pid)
-      const r = await drive(s.url(ports), s.headers, seconds, s.connections)
+      const r = await load(s, seconds)
       const cpu = cpuMicros(pid) - before
       return { ...r, cpuUsPerReq: r.total > 0 ? cpu / r.total : 0 }
     }
@@ -150,7 +183,7 @@ async function main (): Promise<void> {
         if (ranWithPartner.has(s.name)) continue
         const peer = s.peer !== undefined ? selected.find(x => x.name === s.peer) : undefined
         // A short warm-up so JIT and pools are hot before the measured run.
-        await drive(s.url(ports), s.headers, 1, s.connections)
+        await load(s, 1)
         if (peer === undefined) {
           const r = await measure(s, duration)
           samples.get(s.name)?.push(r)
@@ -160,7 +193,7 @@ async function main (): Promise<void> {
         // A scenario and its peer share the round in alternating slices (A B B A A B B A): on a
         // shared machine a burst of other work then lands on both, not on one of them.
         ranWithPartner.add(peer.name)
-        await drive(peer.url(ports), peer.headers, 1, peer.connections)
+        await load(peer, 1)
         const slices = quick ? 1 : 4
         const mine: Array<Sample & { total: number }> = []
         const theirs: Array<Sample & { total: number }> = []
@@ -186,6 +219,30 @@ async function main (): Promise<void> {
   } finally {
     stopAll()
   }
+}
+
+/**
+ * HTTP/2 load with h2load: a fixed number of connections, each with several
+ * concurrent streams. h2load prints no percentiles, so p50/p99 carry its mean
+ * and max request time instead (marked in the table).
+ */
+async function driveH2 (bin: string, url: string, seconds: number): Promise<Sample & { total: number }> {
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(bin, ['-c', String(H2_CLIENTS), '-m', String(H2_STREAMS), '-D', String(seconds), url], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let text = ''
+    child.stdout.on('data', (c: Buffer) => { text += c.toString() })
+    child.stderr.on('data', (c: Buffer) => { text += c.toString() })
+    child.once('error', reject)
+    child.once('exit', () => { resolve(text) })
+  })
+  const num = (re: RegExp): number => Number(re.exec(out)?.[1] ?? NaN)
+  const ms = (v: string | undefined): number => v === undefined ? NaN : v.endsWith('us') ? parseFloat(v) / 1000 : v.endsWith('ms') ? parseFloat(v) : parseFloat(v) * 1000
+  const times = /time for request:\s+(\S+)\s+(\S+)\s+(\S+)/.exec(out)
+  const done = num(/requests: \d+ total, \d+ started, (\d+) done/)
+  const ok = num(/status codes: (\d+) 2xx/)
+  const failed = num(/(\d+) failed/) + num(/(\d+) errored/) + num(/(\d+) timeout/)
+  if (!Number.isFinite(done)) throw new Error(`h2load printed no summary: ${out.slice(-500)}`)
+  return { rps: num(/finished in [\d.]+m?s, ([\d.]+) req\/s/), p50: ms(times?.[3]), p99: ms(times?.[2]), errors: failed, non2xx: done - ok, cpuUsPerReq: 0, total: done }
 }
 
 async function drive (url: string, headers: Record<string, string> | undefined, seconds: number, conns = connections): Promise<Sample & { total: number }> {
@@ -263,6 +320,7 @@ function report (scenarios: Scenario[], samples: Map<string, Sample[]>, meta: Re
   console.log(`- aggregate-3-slow p50 / upstream p50 = ${slowDirect !== undefined && slowAgg !== undefined && slowDirect > 0 ? (slowAgg / slowDirect).toFixed(2) : '-'} (goal ≤ 1.1)`)
   console.log(`- breaker-open / bare = ${ratio('breaker-open', 'bare')} (goal ≥ 3)`)
   console.log(`- workers / proxy = ${ratio('workers', 'proxy')} (goal ≥ 1.5)`)
+  console.log(`- proxy-tls / bare-tls = ${ratio('proxy-tls', 'bare-tls')} (goal ≥ 1.0); proxy-h2 / bare-h2 = ${ratio('proxy-h2', 'bare-h2')} (goal ≥ 1.0)`)
   const p50Ratio = (a: string, b: string): string => {
     const ra = samples.get(a) ?? []
     const rb = samples.get(b) ?? []
@@ -270,7 +328,8 @@ function report (scenarios: Scenario[], samples: Map<string, Sample[]>, meta: Re
     return xs.length > 0 ? `${median(xs).toFixed(2)} (rounds: ${xs.map(x => x.toFixed(2)).join(', ')})` : '-'
   }
   console.log(`- compress-1mb p50 / compress-1mb-peer p50 = ${p50Ratio('compress-1mb', 'compress-1mb-peer')} (goal ≤ 1.0)`)
-  console.log('\nbreaker-open answers are 503 by design (counted as non-2xx). CPU µs/req is the serving process\'s user+system time per request (not measured for workers and the direct upstream).')
+  console.log('\nFor the h2load scenarios (bare-h2, proxy-h2), p50 and p99 are h2load\'s mean and max request time (it prints no percentiles).')
+  console.log('breaker-open answers are 503 by design (counted as non-2xx). CPU µs/req is the serving process\'s user+system time per request (not measured for workers and the direct upstream).')
   mkdirSync(resultsDir, { recursive: true })
   writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify({ at: new Date().toISOString(), node: process.version, ...meta, rows }, null, 2) + '\n')
   writeFileSync(join(resultsDir, 'latest.svg'), chart(rows))
@@ -302,12 +361,13 @@ function chart (rows: Array<{ scenario: string, rps: number, rpsMin: number, rps
 `
 }
 
-function writeBenchConfig (gatewayPort: number, fastPort: number, slowPort: number, deadPort: number, redisUrl: string, workers: number | 'auto'): string {
+function writeBenchConfig (gatewayPort: number, fastPort: number, slowPort: number, deadPort: number, redisUrl: string, workers: number | 'auto', tls?: Certificate): string {
   const dir = mkdtempSync(join(tmpdir(), 'portico-bench-'))
   const file = join(dir, 'gateway.yaml')
   const up = `http://127.0.0.1:${fastPort}`
   const slowUp = `http://127.0.0.1:${slowPort}`
-  writeFileSync(file, `server: { host: 127.0.0.1, port: ${gatewayPort}, workers: ${workers} }
+  const edge = tls === undefined ? '' : `, tls: { cert: "${tls.cert}", key: "${tls.key}" }, http2: true`
+  writeFileSync(file, `server: { host: 127.0.0.1, port: ${gatewayPort}, workers: ${workers}${edge} }
 redis: { url: "${redisUrl}", keyPrefix: "portico-bench-${process.pid}:" }
 auth:
   jwt: { secret: ${SECRET}, algorithms: [HS256] }
@@ -381,6 +441,22 @@ async function startProcess (name: string, argv: string[], env: Record<string, s
   })
   child.stdout?.resume()
   return child
+}
+
+interface Certificate { cert: string, key: string }
+
+/** A throwaway self-signed P-256 certificate for 127.0.0.1 (both TLS listeners use the same one). */
+function makeCertificate (): Certificate {
+  const dir = mkdtempSync(join(tmpdir(), 'portico-bench-tls-'))
+  const cert = join(dir, 'server.crt')
+  const key = join(dir, 'server.key')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' })
+  return { cert, key }
+}
+
+function findBinary (candidates: string[]): string | undefined {
+  return candidates.find(c => existsSync(c))
 }
 
 function findNginx (): string | undefined {
