@@ -20,6 +20,20 @@ const API_KEY = 'acme-access-log-key-0123456789abcdef'
 
 type Line = Record<string, unknown>
 
+/** The gateway for `file`, its log lines (JSON, at info) collected as they are written. */
+async function gatewayWithLog (t: { teardown: (fn: () => unknown) => void }, file: string): Promise<{ app: Awaited<ReturnType<typeof buildGateway>>, lines: Line[] }> {
+  const lines: Line[] = []
+  const out = new Writable({
+    write (chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l !== '') lines.push(JSON.parse(l) as Line)
+      cb()
+    },
+  })
+  const app = await buildGateway(loadConfig(file, {}).config, { logger: pino({ level: 'info' }, out) })
+  t.teardown(async () => { await app.close() })
+  return { app, lines }
+}
+
 t.test('access-log lines carry sub for authenticated requests, never a credential', async t => {
   const up = await startUpstream()
   t.teardown(up.close)
@@ -41,15 +55,7 @@ routes:
   - { id: partner, path: /partner, policy: partners, proxy: { service: backend } }
 `,
   })
-  const lines: Line[] = []
-  const out = new Writable({
-    write (chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l !== '') lines.push(JSON.parse(l) as Line)
-      cb()
-    },
-  })
-  const app = await buildGateway(loadConfig(join(dir, 'gateway.yaml'), {}).config, { logger: pino({ level: 'info' }, out) })
-  t.teardown(async () => { await app.close() })
+  const { app, lines } = await gatewayWithLog(t, join(dir, 'gateway.yaml'))
   const token = signHs({ sub: 'bob', exp: now() + 600 }, SECRET)
 
   const requests = [
@@ -87,15 +93,7 @@ routes:
   - { id: slow, path: /slow, policy: public, proxy: { service: backend } }
 `,
   })
-  const lines: Line[] = []
-  const out = new Writable({
-    write (chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l !== '') lines.push(JSON.parse(l) as Line)
-      cb()
-    },
-  })
-  const app = await buildGateway(loadConfig(join(dir, 'gateway.yaml'), {}).config, { logger: pino({ level: 'info' }, out) })
-  t.teardown(async () => { await app.close() })
+  const { app, lines } = await gatewayWithLog(t, join(dir, 'gateway.yaml'))
   const port = await listen(app)
   const socket = connect(port, '127.0.0.1')
   socket.on('error', () => {})
