@@ -32,10 +32,12 @@ export function framingProblem (req: IncomingMessage): string | undefined {
 
 /** A five-digit port above 65535 (the grammar allows the digits; no TCP port has them). */
 function portTooLarge (host: string): boolean {
-  const port = host.slice(host.lastIndexOf(':') + 1)
-  // Only a port of exactly five digits can be too large. A tail from inside an
-  // IPv6 literal ("ffff]") sorts above '99999', so it is never taken for one.
-  return port.length === 5 && port > '65535' && port <= '99999'
+  const colon = host.lastIndexOf(':')
+  // Only a port of exactly five digits can be too large (most Hosts stop here, without a slice).
+  if (colon === -1 || host.length - colon !== 6) return false
+  // A tail from inside an IPv6 literal ("ffff]") sorts above '99999', so it is never taken for one.
+  const port = host.slice(colon + 1)
+  return port > '65535' && port <= '99999'
 }
 
 function http2AuthorityProblem (req: IncomingMessage): string | undefined {
