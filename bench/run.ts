@@ -239,10 +239,10 @@ async function driveH2 (bin: string, url: string, seconds: number): Promise<Samp
   const ms = (v: string | undefined): number => v === undefined ? NaN : v.endsWith('us') ? parseFloat(v) / 1000 : v.endsWith('ms') ? parseFloat(v) : parseFloat(v) * 1000
   const times = /time for request:\s+(\S+)\s+(\S+)\s+(\S+)/.exec(out)
   const done = num(/requests: \d+ total, \d+ started, (\d+) done/)
-  const ok = num(/status codes: (\d+) 2xx/)
+  const non2xx = num(/status codes: \d+ 2xx, (\d+) 3xx/) + num(/ (\d+) 4xx/) + num(/ (\d+) 5xx/)
   const failed = num(/(\d+) failed/) + num(/(\d+) errored/) + num(/(\d+) timeout/)
   if (!Number.isFinite(done)) throw new Error(`h2load printed no summary: ${out.slice(-500)}`)
-  return { rps: num(/finished in [\d.]+m?s, ([\d.]+) req\/s/), p50: ms(times?.[3]), p99: ms(times?.[2]), errors: failed, non2xx: done - ok, cpuUsPerReq: 0, total: done }
+  return { rps: num(/finished in [\d.]+m?s, ([\d.]+) req\/s/), p50: ms(times?.[3]), p99: ms(times?.[2]), errors: failed, non2xx, cpuUsPerReq: 0, total: done }
 }
 
 async function drive (url: string, headers: Record<string, string> | undefined, seconds: number, conns = connections): Promise<Sample & { total: number }> {

@@ -32,6 +32,7 @@ import { answerClientError, deferContinue, serverOptions } from './http-edge.js'
 import type { GatewayMetrics } from '../observability/metrics.js'
 import { compileCors } from '../pipeline/cors.js'
 import { compileCompression } from '../pipeline/compression.js'
+import { cancelWhenClientGone } from '../targets/target.js'
 
 export interface BuildOptions {
   /** A pino logger; absent: logging off (tests). */
@@ -117,6 +118,8 @@ export async function buildGateway (config: GatewayConfig, opts: BuildOptions = 
   await app.register(requestFraming)
   await app.register(requestTarget)
   await app.register(accessLog)
+  // A client that hangs up cancels the upstream call it waits for (src/targets/target.ts).
+  app.addHook('onRequestAbort', cancelWhenClientGone)
   await app.register(metricsPlugin, { metrics })
   if (tracing !== undefined) await app.register(tracingPlugin, { tracing })
   // Only the rate-limit store and decorator: each route's hook is placed by its pipeline.

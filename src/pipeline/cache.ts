@@ -70,7 +70,7 @@ export function createCachedHandler (target: Target, plan: CachePlan, layer: Cac
   return async function cachedHandler (request: FastifyRequest, reply: FastifyReply) {
     if (request.method !== 'GET') {
       reply.header('x-cache', 'BYPASS')
-      return sendAnswer(request, reply, await callForOne(call, request, reply))
+      return sendAnswer(request, reply, await callForOne(call, request))
     }
     const key = cacheKey(request, plan)
     // A fresh entry in the near cache is answered without a single await.

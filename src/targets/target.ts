@@ -66,25 +66,37 @@ export async function bufferAnswer (answer: TargetAnswer, limit: BodyLimit): Pro
 export function targetHandler (target: Target): (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply> {
   const call = target.call
   return async function sendTarget (request, reply) {
-    return sendAnswer(request, reply, await callForOne(call, request, reply))
+    return sendAnswer(request, reply, await callForOne(call, request))
+  }
+}
+
+const WAITING = Symbol('portico.waitingCall')
+type WaitingRequest = FastifyRequest & { [WAITING]?: Cancellation }
+
+/**
+ * Calls the target for the one client of `request`. If that client closes
+ * its connection before the answer's headers, the call is cancelled (see
+ * cancelWhenClientGone): the upstream connection is freed now, not when the
+ * service answers or its timeout passes. (Once the answer streams, closing
+ * the reply destroys the upstream body, which aborts the transfer too.)
+ */
+export async function callForOne (call: Target['call'], request: FastifyRequest): Promise<TargetAnswer> {
+  const gone = new Cancellation()
+  ;(request as WaitingRequest)[WAITING] = gone
+  try {
+    return await call(request, gone)
+  } finally {
+    (request as WaitingRequest)[WAITING] = undefined
   }
 }
 
 /**
- * Calls the target for the one client on `reply`. If that client closes its
- * connection before the answer's headers, the call is cancelled: the
- * upstream connection is freed now, not when the service answers or its
- * timeout passes. (Once the answer streams, closing the reply destroys the
- * upstream body, which aborts the transfer too.)
+ * The gateway's onRequestAbort hook: Fastify runs it when a client closes
+ * its connection before its answer. It rides on the one close listener
+ * Fastify already keeps per request (the access log's hook asks for it), so
+ * a call costs no listener of its own.
  */
-export async function callForOne (call: Target['call'], request: FastifyRequest, reply: FastifyReply): Promise<TargetAnswer> {
-  const res = reply.raw
-  const gone = new Cancellation()
-  const onClose = (): void => { if (!res.writableFinished) gone.abort(CLIENT_GONE) }
-  res.once('close', onClose)
-  try {
-    return await call(request, gone)
-  } finally {
-    res.removeListener('close', onClose)
-  }
+export function cancelWhenClientGone (request: FastifyRequest, done: () => void): void {
+  (request as WaitingRequest)[WAITING]?.abort(CLIENT_GONE)
+  done()
 }
